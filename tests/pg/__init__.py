@@ -1,0 +1,1 @@
+"""Helpers that run a throwaway PostgreSQL cluster for the tests."""

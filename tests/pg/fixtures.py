@@ -1,0 +1,1 @@
+"""Pytest fixtures for a throwaway PostgreSQL cluster (being written)."""

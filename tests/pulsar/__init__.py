@@ -1,0 +1,1 @@
+"""Helpers that run a real Apache Pulsar broker for the tests."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the real Apache Pulsar test broker (being written)."""
