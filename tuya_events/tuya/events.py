@@ -1,0 +1,178 @@
+"""Typed events built from decrypted Tuya documents.
+
+Tolerant by design: unknown fields are kept in ``document``, unknown protocols and bizCodes become
+:class:`GenericEvent`, timestamps may be seconds or milliseconds, numbers or strings. Only a
+document that is not a JSON object is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tuya_events.tuya.errors import BAD_EVENT, DecodeError
+
+STATUS_PROTOCOL = 4
+DEVICE_EVENT_PROTOCOL = 20
+PROPERTY_MESSAGE = "devicePropertyMessage"
+
+# Below this a timestamp is taken as seconds: 1e11 ms is 1973, 1e11 s is the year 5138.
+_SECONDS_LIMIT = 100_000_000_000
+
+
+def timestamp_ms(value: Any) -> int | None:
+    """A Tuya ``t``/``ts``/``time`` as integer milliseconds, or None when it is not a time."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or value != value or value <= 0:
+        return None
+    millis = value * 1000 if value < _SECONDS_LIMIT else value
+    try:
+        return int(millis)
+    except OverflowError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+@dataclass(slots=True, frozen=True)
+class StatusItem:
+    """One data point of a status report; ``value`` exactly as Tuya sent it."""
+
+    code: str | None
+    value: Any
+    t_ms: int | None = None
+    dp_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "value": self.value, "t": self.t_ms, "dp_id": self.dp_id}
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """What every event has; ``document`` is the decrypted JSON object, unchanged."""
+
+    kind: ClassVar[str] = "generic"
+
+    protocol: int | None
+    document: dict[str, Any] = field(repr=False)
+    device_id: str | None = None
+    product_key: str | None = None
+    biz_code: str | None = None
+    data_id: str | None = None
+    timestamp_ms: int | None = None
+    envelope_t_ms: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "protocol": self.protocol,
+            "device_id": self.device_id,
+            "product_key": self.product_key,
+            "biz_code": self.biz_code,
+            "data_id": self.data_id,
+            "timestamp_ms": self.timestamp_ms,
+            "envelope_t_ms": self.envelope_t_ms,
+            **self._details(),
+            "document": self.document,
+        }
+
+    def _details(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(slots=True, frozen=True)
+class GenericEvent(Event):
+    """An unknown protocol or bizCode: kept whole so no message is dropped."""
+
+    kind: ClassVar[str] = "generic"
+
+
+@dataclass(slots=True, frozen=True)
+class StatusReport(Event):
+    """Protocol 4 (and IoT Core ``devicePropertyMessage``): data-point values of one device."""
+
+    kind: ClassVar[str] = "status"
+    statuses: tuple[StatusItem, ...] = ()
+
+    def _details(self) -> dict[str, Any]:
+        return {"statuses": [item.as_dict() for item in self.statuses]}
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceEvent(Event):
+    """Protocol 20: online/offline, renames, binding, upgrades, ... keyed by ``biz_code``."""
+
+    kind: ClassVar[str] = "device_event"
+    biz_data: dict[str, Any] = field(default_factory=dict)
+
+    def _details(self) -> dict[str, Any]:
+        return {"biz_data": self.biz_data}
+
+
+def _status_item(raw: Any) -> StatusItem:
+    if not isinstance(raw, dict):
+        return StatusItem(code=None, value=raw)
+    dp_id = next((key for key in raw if key.isdigit()), None)
+    code = raw.get("code")
+    return StatusItem(
+        code=code if isinstance(code, str) else None,
+        value=raw.get("value"),
+        t_ms=timestamp_ms(raw.get("t", raw.get("time"))),
+        dp_id=dp_id if dp_id is not None else _text(raw.get("dpId")),
+    )
+
+
+def _status_report(
+    common: dict[str, Any], raw_items: list[Any], envelope_t_ms: int | None
+) -> Event:
+    items = tuple(_status_item(raw) for raw in raw_items)
+    latest = max((item.t_ms for item in items if item.t_ms is not None), default=None)
+    return StatusReport(**common, timestamp_ms=latest or envelope_t_ms, statuses=items)
+
+
+def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None = None) -> Event:
+    """Turn a decrypted document into the most specific event type that fits it."""
+    if not isinstance(document, dict):
+        raise DecodeError(
+            BAD_EVENT, f"decrypted JSON is a {type(document).__name__}, not an object"
+        )
+    biz_data = document.get("bizData")
+    if not isinstance(biz_data, dict):
+        biz_data = None
+    device_id = _text(document.get("devId"))
+    if device_id is None and biz_data is not None:
+        device_id = _text(biz_data.get("devId"))
+    biz_code = document.get("bizCode")
+    common = {
+        "protocol": protocol,
+        "document": document,
+        "device_id": device_id,
+        "product_key": _text(document.get("productKey")),
+        "biz_code": biz_code if isinstance(biz_code, str) else None,
+        "data_id": _text(document.get("dataId")),
+        "envelope_t_ms": envelope_t_ms,
+    }
+    status = document.get("status")
+    if protocol == STATUS_PROTOCOL and isinstance(status, list):
+        return _status_report(common, status, envelope_t_ms)
+    if biz_code == PROPERTY_MESSAGE and biz_data is not None:
+        properties = biz_data.get("properties")
+        return _status_report(
+            common, properties if isinstance(properties, list) else [], envelope_t_ms
+        )
+    event_time = timestamp_ms(document.get("ts", document.get("t"))) or envelope_t_ms
+    if protocol == DEVICE_EVENT_PROTOCOL and isinstance(biz_code, str):
+        return DeviceEvent(**common, timestamp_ms=event_time, biz_data=biz_data or {})
+    return GenericEvent(**common, timestamp_ms=event_time)
