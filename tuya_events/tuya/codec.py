@@ -70,7 +70,7 @@ def parse_envelope(body: bytes | str) -> dict[str, Any]:
     return envelope
 
 
-def _protocol(value: Any) -> int | None:
+def parse_protocol(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.isdigit():
@@ -121,7 +121,7 @@ class TuyaCodec:
         except orjson.JSONDecodeError:
             raise DecodeError(BAD_JSON, "the decrypted data is not JSON") from None
         return build_event(
-            document, _protocol(envelope.get("protocol")), timestamp_ms(envelope.get("t"))
+            document, parse_protocol(envelope.get("protocol")), timestamp_ms(envelope.get("t"))
         )
 
     def _check_sign(self, envelope: dict[str, Any]) -> None:

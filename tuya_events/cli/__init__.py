@@ -1,0 +1,1 @@
+"""The ``tuya-events`` command: one module per subcommand, wired together in :mod:`.main`."""

@@ -1,0 +1,31 @@
+"""``tuya-events check-config``: validate the file and show what the daemon would run with."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tuya_events.config import load_settings
+from tuya_events.config.render import render_effective_config
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    parser = subparsers.add_parser(
+        "check-config",
+        parents=parents,
+        help="validate the configuration and print it with secrets masked",
+        description="Validate the configuration; print the effective configuration (defaults "
+        "filled in, secrets masked). Exit 78 when it is not valid.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="validate only, print nothing")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if not args.quiet:
+        sys.stdout.write(render_effective_config(settings))
+        print("configuration is valid", file=sys.stderr)
+    return 0

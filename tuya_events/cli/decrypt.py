@@ -1,0 +1,108 @@
+"""``tuya-events decrypt``: decrypt one message by hand, the first thing to try when in doubt."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from tuya_events.cli.exits import DATA_ERROR, USAGE, CliError
+from tuya_events.config import load_settings
+from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, encryption_mode, parse_protocol
+from tuya_events.tuya.errors import BAD_ENVELOPE, BAD_JSON, DecodeError
+from tuya_events.tuya.events import build_event
+
+SECRET_ENV = "TUYA_ACCESS_SECRET"
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    parser = subparsers.add_parser(
+        "decrypt",
+        parents=parents,
+        help="decrypt one Tuya message (envelope JSON, WebSocket frame or bare base64 data)",
+        description="Decrypt one message and print the decrypted JSON document. INPUT is the "
+        "envelope JSON, a Pulsar WebSocket frame (payload + properties), a bare base64 'data' "
+        f"string, or '-' for stdin. The secret comes from --access-secret, ${SECRET_ENV}, or "
+        "the configuration (-c).",
+    )
+    parser.add_argument("input", metavar="INPUT", help="the message, or - to read stdin")
+    parser.add_argument(
+        "--access-secret", metavar="S", help=f"the access secret (or ${SECRET_ENV})"
+    )
+    parser.add_argument(
+        "--em",
+        choices=(EM_GCM, EM_ECB),
+        help="encryption mode: the message's 'em' property (default: the frame's, else aes_ecb)",
+    )
+    parser.add_argument("--event", action="store_true", help="print the typed event instead")
+    parser.set_defaults(handler=run)
+
+
+def _secret(args: argparse.Namespace) -> str:
+    if args.access_secret:
+        return args.access_secret
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV]
+    if args.config:
+        return load_settings(args.config).tuya.access_secret.get_secret_value()
+    raise CliError(
+        f"no access secret: pass --access-secret, set ${SECRET_ENV}, or give -c CONFIG", USAGE
+    )
+
+
+def _read_input(value: str) -> str:
+    text = sys.stdin.read() if value == "-" else value
+    return text.strip()
+
+
+def _unwrap(text: str, em_option: str | None) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(base64 data, em, envelope) from whichever form the user pasted."""
+    if not text.startswith("{"):
+        return text, em_option or EM_ECB, None
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise DecodeError(BAD_ENVELOPE, "INPUT starts with '{' but is not valid JSON") from None
+    if isinstance(document, dict) and isinstance(document.get("payload"), str):
+        properties = document.get("properties") or {}
+        try:
+            document = orjson.loads(base64.b64decode(document["payload"], validate=True))
+        except (binascii.Error, orjson.JSONDecodeError):
+            raise DecodeError(
+                BAD_ENVELOPE, "the frame's payload is not base64 of a JSON envelope"
+            ) from None
+        em_option = em_option or encryption_mode(properties if isinstance(properties, dict) else {})
+    if not isinstance(document, dict) or not isinstance(document.get("data"), str):
+        raise DecodeError(BAD_ENVELOPE, "the JSON has no 'data' string (nor a frame 'payload')")
+    return document["data"], em_option or EM_ECB, document
+
+
+def run(args: argparse.Namespace) -> int:
+    codec = TuyaCodec(_secret(args))
+    try:
+        data, em, envelope = _unwrap(_read_input(args.input), args.em)
+        plain = codec.decrypt_data(data, em)
+        document = orjson.loads(plain)
+    except orjson.JSONDecodeError:
+        raise CliError(
+            f"decrypt failed: {BAD_JSON}: the decrypted data is not JSON", DATA_ERROR
+        ) from None
+    except DecodeError as error:
+        hint = ""
+        if args.em is None and error.reason != BAD_ENVELOPE:
+            hint = " (if the project uses AES-GCM, pass --em aes_gcm)"
+        raise CliError(f"decrypt failed: {error}{hint}", DATA_ERROR) from None
+    if args.event:
+        protocol = parse_protocol(envelope.get("protocol")) if envelope else None
+        event = build_event(document, protocol)
+        sys.stdout.buffer.write(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(plain.decode("utf-8") + "\n")
+    return 0
