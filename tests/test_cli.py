@@ -1,0 +1,147 @@
+"""The installed ``tuya-events`` command, run as a user runs it: exit codes, stdout, stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import vectors as v
+
+ENVELOPE = json.dumps({"data": v.ECB_DATA, "protocol": 4, "pv": "2.0", "t": 1622449865300})
+
+
+def tuya_events(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    environ = {k: val for k, val in os.environ.items() if not k.startswith("TUYA_")}
+    environ.update(env or {})
+    executable = Path(sys.executable).with_name("tuya-events")
+    return subprocess.run(
+        [str(executable), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_decrypt_envelope_prints_the_document_exactly() -> None:
+    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == v.PLAINTEXT + "\n"
+
+
+def test_decrypt_bare_gcm_data_from_stdin_with_secret_from_environment() -> None:
+    result = tuya_events(
+        "decrypt",
+        "--em",
+        "aes_gcm",
+        "-",
+        stdin=v.GCM_DATA + "\n",
+        env={"TUYA_ACCESS_SECRET": v.ACCESS_SECRET},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(v.PLAINTEXT)
+
+
+def test_decrypt_websocket_frame_takes_em_from_its_properties() -> None:
+    import base64
+
+    envelope = json.dumps({"data": v.GCM_DATA, "protocol": 4}).encode()
+    frame = json.dumps(
+        {"payload": base64.b64encode(envelope).decode(), "properties": {"em": "aes_gcm"}}
+    )
+    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, frame)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["devId"] == "devIddevIddevIddevIddevId"
+
+
+def test_decrypt_event_prints_the_typed_event() -> None:
+    result = tuya_events("decrypt", "--event", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)
+    assert event["kind"] == "status" and event["protocol"] == 4
+    assert event["statuses"] == [{"code": "code", "value": 280, "t": 1622449865296, "dp_id": None}]
+
+
+def test_decrypt_secret_from_config(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
+    )
+    result = tuya_events("decrypt", "-c", str(config), ENVELOPE)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--em", "aes_gcm", ENVELOPE), "gcm_auth_failed"),
+        (("not-base64!",), "bad_base64"),
+        (("{broken",), "bad_envelope"),
+        ((v.GCM_DATA,), "bad_length"),
+    ],
+)
+def test_decrypt_failures_exit_65_with_the_reason_and_no_traceback(
+    args: tuple[str, ...], reason: str
+) -> None:
+    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, *args)
+    assert result.returncode == 65
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert v.ACCESS_SECRET not in result.stderr
+
+
+def test_decrypt_without_a_secret_says_where_to_put_one() -> None:
+    result = tuya_events("decrypt", ENVELOPE)
+    assert result.returncode == 64
+    assert "TUYA_ACCESS_SECRET" in result.stderr
+
+
+def test_check_config_prints_masked_effective_config(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
+    )
+    result = tuya_events("check-config", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert v.ACCESS_SECRET not in result.stdout + result.stderr
+    assert "access_secret: '********'" in result.stdout
+    assert "max_in_flight: 1000" in result.stdout
+
+
+def test_check_config_errors_exit_78_listing_every_key(tmp_path: Path) -> None:
+    secret = "leaky-secret-value"
+    config = write_config(
+        tmp_path,
+        f"tuya:\n  access_id: a\n  access_secret: {secret}\n  region: atlantis\n"
+        "consumer:\n  max_in_flight: -1\n",
+    )
+    result = tuya_events("check-config", "-c", str(config))
+    assert result.returncode == 78
+    assert "tuya.access_secret" in result.stderr
+    assert "tuya.region" in result.stderr
+    assert "consumer.max_in_flight" in result.stderr
+    assert secret not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_78(tmp_path: Path) -> None:
+    result = tuya_events("check-config", "-c", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 78 and "cannot read" in result.stderr
+
+
+def test_version() -> None:
+    from tuya_events import __version__
+
+    result = tuya_events("--version")
+    assert result.returncode == 0 and __version__ in result.stdout

@@ -1,0 +1,195 @@
+"""Configuration: interpolation, secret files, every problem at once with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import vectors as v
+from tuya_events.config import ConfigError, load_settings
+from tuya_events.config.loader import find_config_file, settings_from_mapping
+from tuya_events.config.render import MASK, render_effective_config
+
+MINIMAL = {"tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"}}
+
+
+def problems_of(tree: object, environ: dict[str, str] | None = None) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(tree, environ or {})
+    return dict(caught.value.problems)
+
+
+def test_minimal_config_gets_safe_defaults() -> None:
+    settings = settings_from_mapping(MINIMAL, {})
+    assert settings.tuya.topic == f"persistent://{v.ACCESS_ID}/out/event"
+    assert settings.tuya.subscription == f"{v.ACCESS_ID}-sub"
+    assert settings.tuya.resolved_pulsar_url == "pulsar+ssl://mqe.tuyaeu.com:7285/"
+    assert settings.tuya.resolved_openapi_url == "https://openapi.tuyaeu.com"
+    assert settings.tls.verify_certificates is True
+    assert settings.tuya.sign_check == "log"
+    assert settings.handler_names() == ["log"]
+
+
+def test_test_environment_and_suffix_and_explicit_urls() -> None:
+    tree = {
+        "tuya": {
+            "access_id": "abc",
+            "access_secret": v.ACCESS_SECRET,
+            "pulsar_url": "pulsar+ssl://mqe.tuyasg.example:7285/",
+            "openapi_url": "https://openapi-sg.example",
+            "environment": "test",
+            "subscription_suffix": "mine",
+        }
+    }
+    settings = settings_from_mapping(tree, {})
+    assert settings.tuya.topic == "persistent://abc/out/event-test"
+    assert settings.tuya.subscription == "abc-mine"
+    assert settings.tuya.resolved_pulsar_url == "pulsar+ssl://mqe.tuyasg.example:7285/"
+
+
+def test_environment_interpolation_with_defaults_and_escape() -> None:
+    tree = {
+        "tuya": {"access_id": "${ID}", "access_secret": "${SECRET}", "region": "${REGION:-us}"},
+        "dead_letter": {"path": "$${literal}/${STATE:-/var/lib/x}/dl.sqlite3"},
+    }
+    settings = settings_from_mapping(tree, {"ID": "id1", "SECRET": v.ACCESS_SECRET})
+    assert settings.tuya.access_id == "id1"
+    assert settings.tuya.access_secret.get_secret_value() == v.ACCESS_SECRET
+    assert settings.tuya.region == "us"
+    assert settings.dead_letter.path == "${literal}//var/lib/x/dl.sqlite3"
+
+
+def test_secret_file_indirection(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(v.ACCESS_SECRET + "\n")
+    tree = {"tuya": {"access_id": "a", "access_secret_file": str(secret_file), "region": "in"}}
+    settings = settings_from_mapping(tree, {})
+    assert settings.tuya.access_secret.get_secret_value() == v.ACCESS_SECRET
+
+
+def test_all_problems_are_reported_at_once_with_key_paths(tmp_path: Path) -> None:
+    tree = {
+        "tuya": {
+            "access_id": "",
+            "access_secret_file": str(tmp_path / "missing"),
+            "region": "mars",
+            "environment": "staging",
+            "typo_key": 1,
+        },
+        "consumer": {"max_in_flight": 0, "shutdown_timeout": "soon"},
+        "http": {"listen": "9464"},
+        "handlers": [{"type": "log"}, {"name": "log", "type": "webhook"}, {"name": "x"}],
+    }
+    problems = problems_of(tree)
+    assert set(problems) >= {
+        "tuya.access_id",
+        "tuya.access_secret_file",
+        "tuya.region",
+        "tuya.environment",
+        "tuya.typo_key",
+        "consumer.max_in_flight",
+        "consumer.shutdown_timeout",
+        "http.listen",
+        "handlers[2].type",
+    }
+    assert "cannot read" in problems["tuya.access_secret_file"]
+    assert "Extra inputs" in problems["tuya.typo_key"]
+
+
+def test_cross_key_rules() -> None:
+    tree = {
+        "tuya": {"access_id": "a", "access_secret": v.ACCESS_SECRET},
+        "tls": {"verify": False, "ca_file": "/nonexistent/ca.pem"},
+        "retry": {"initial_backoff": "2m", "max_backoff": "1m"},
+        "handlers": [{"type": "log"}, {"type": "log"}],
+    }
+    problems = problems_of(tree)
+    assert "region" in problems["tuya.region"]
+    assert "insecure" in problems["tls.verify"]
+    assert "not a file" in problems["tls.ca_file"]
+    assert "retry.initial_backoff" in problems
+    assert "unique" in problems["handlers[1].name"]
+
+
+def test_missing_environment_variable_is_named() -> None:
+    problems = problems_of({"tuya": {"access_id": "a", "access_secret": "${NOPE}", "region": "eu"}})
+    assert problems == {"tuya.access_secret": "environment variable NOPE is not set"}
+
+
+def test_secrets_never_appear_in_errors(tmp_path: Path) -> None:
+    secret = "S3cr3t-value-that-must-not-leak"
+    tree = {
+        "tuya": {
+            "access_id": "a",
+            "access_secret": secret,
+            "access_secret_file": "/x",
+            "region": "no",
+        },
+        "handlers": [{"type": "webhook", "secret": secret, "secret_file": "/y"}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(tree, {})
+    assert secret not in caught.value.render()
+
+
+def test_too_short_secret_is_reported_without_its_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(
+            {"tuya": {"access_id": "a", "access_secret": "tiny-secret", "region": "eu"}}, {}
+        )
+    assert "tiny-secret" not in caught.value.render()
+    assert "tuya.access_secret" in dict(caught.value.problems)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("tuya:\n  access_id: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    assert "line" in caught.value.render() and str(path) in caught.value.render()
+
+
+def test_config_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no configuration file"):
+        find_config_file(None, {})
+    (tmp_path / "tuya-events.yaml").write_text("x: 1")
+    assert find_config_file(None, {}) == Path("tuya-events.yaml")
+    assert find_config_file(None, {"TUYA_EVENTS_CONFIG": "/etc/x.yaml"}) == Path("/etc/x.yaml")
+    assert find_config_file("given.yaml", {"TUYA_EVENTS_CONFIG": "/etc/x.yaml"}) == Path(
+        "given.yaml"
+    )
+
+
+def test_effective_config_masks_every_secret() -> None:
+    tree = {
+        **MINIMAL,
+        "handlers": [
+            {"type": "webhook", "url": "http://127.0.0.1/x", "secret": "whsec_abc"},
+            {"type": "database", "dsn": "postgresql://user:pgpass@db/tuya"},
+        ],
+    }
+    text = render_effective_config(settings_from_mapping(tree, {}))
+    for secret in (v.ACCESS_SECRET, "whsec_abc", "pgpass"):
+        assert secret not in text
+    rendered = yaml.safe_load(text)
+    assert rendered["tuya"]["access_secret"] == MASK
+    assert rendered["handlers"][1]["dsn"] == f"postgresql://user:{MASK}@db/tuya"
+    assert rendered["http"]["listen"] == "127.0.0.1:9464"
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    environ = {"TUYA_ACCESS_ID": "exampleid", "TUYA_ACCESS_SECRET": v.ACCESS_SECRET}
+    settings = load_settings(example, environ)
+    text = example.read_text()
+    for section, model in settings:
+        if section == "handlers":
+            continue
+        assert f"\n{section}:" in text
+        for key in type(model).model_fields:
+            assert f"  {key}:" in text or f"# {key}:" in text or f"#  {key}:" in text, (
+                f"{section}.{key}"
+            )
