@@ -1,0 +1,1 @@
+"""The pipeline: decode, route, handle, acknowledge; with ordering, retries, dead letters."""
