@@ -68,3 +68,9 @@ class PulsarAdmin:
     def partitions(self, topic_path: str) -> int:
         """Partition count of ``tenant/namespace/topic`` (0 for a non-partitioned topic)."""
         return self.request("GET", f"persistent/{topic_path}/partitions")["partitions"]
+
+    def backlog(self, topic: str, subscription: str) -> int:
+        """Unacknowledged messages of ``subscription`` on the partitioned ``topic``."""
+        path = topic.removeprefix("persistent://")
+        stats = self.request("GET", f"persistent/{path}/partitioned-stats")
+        return stats["subscriptions"][subscription]["msgBacklog"]
