@@ -145,6 +145,9 @@ class TuyaEncoder:
         self._ecb = EcbCipher(key)
         self._gcm = GcmCipher(key)
 
+    def sign(self, envelope: dict[str, Any]) -> str:
+        return envelope_sign(envelope, self._secret)
+
     def encrypt_document(self, document: Any, em: str = EM_ECB, nonce: bytes | None = None) -> str:
         plain = orjson.dumps(document)
         raw = self._gcm.encrypt(plain, nonce) if em == EM_GCM else self._ecb.encrypt(plain)
@@ -171,6 +174,6 @@ class TuyaEncoder:
             "pv": "2.0",
             "t": t_ms,
         }
-        envelope["sign"] = envelope_sign(envelope, self._secret)
+        envelope["sign"] = self.sign(envelope)
         properties = {EM_PROPERTY: em} if em else {}
         return orjson.dumps(envelope), properties

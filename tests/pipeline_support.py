@@ -1,0 +1,122 @@
+"""Helpers for driving the real daemon in-process on the in-memory source."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests import vectors as v
+from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.settings import Settings
+from tuya_events.daemon import Daemon
+from tuya_events.deadletter.store import DeadLetterStore
+from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.pipeline.pipeline import Route
+from tuya_events.transport.memory import MemorySource
+from tuya_events.tuya.codec import TuyaEncoder
+from tuya_events.tuya.events import Event
+
+ENCODER = TuyaEncoder(v.ACCESS_ID, v.ACCESS_SECRET)
+
+
+def make_settings(tmp_path: Path, **sections: Any) -> Settings:
+    tree: dict[str, Any] = {
+        "tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"},
+        "dead_letter": {"path": str(tmp_path / "dead-letters.sqlite3")},
+        "retry": {"initial_backoff": "10ms", "max_backoff": "50ms", "max_attempts": 3},
+        "http": {"enabled": False},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree.get(name, {}), **values}
+    return settings_from_mapping(tree, {})
+
+
+def status_message(
+    device: str, seq: int, em: str | None = "aes_ecb"
+) -> tuple[bytes, dict[str, str]]:
+    document = {
+        "dataId": f"{device}-{seq}",
+        "devId": device,
+        "productKey": "pk",
+        "status": [{"code": "seq", "value": seq, "t": 1700000000000 + seq}],
+    }
+    return ENCODER.encode(document, em=em, protocol=4)
+
+
+class RecordingHandler(BaseHandler):
+    """Records (device, seq) in the order handled; can be told to fail or to be slow."""
+
+    def __init__(
+        self,
+        name: str = "recorder",
+        delay: Callable[[], float] | None = None,
+        fail: Callable[[Event, int], HandlerError | None] | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.seen: list[tuple[str, int]] = []
+        self.calls: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.delay = delay
+        self.fail = fail
+        self.concurrent = 0
+        self.max_concurrent = 0
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        key = (event.device_id or "", event.statuses[0].value)  # type: ignore[attr-defined]
+        self.calls[key] += 1
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            if self.delay is not None:
+                await asyncio.sleep(self.delay())
+            if self.fail is not None:
+                error = self.fail(event, self.calls[key])
+                if error is not None:
+                    raise error
+            self.seen.append(key)
+        finally:
+            self.concurrent -= 1
+
+
+def random_delay(maximum: float = 0.003) -> Callable[[], float]:
+    rng = random.Random(7)
+    return lambda: rng.random() * maximum
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+class Harness:
+    """A daemon on a memory source, started in the current event loop."""
+
+    def __init__(self, settings: Settings, handlers: list[BaseHandler], batch_size: int = 500):
+        self.settings = settings
+        self.source = MemorySource(poll_interval=0.02, batch_size=batch_size)
+        self.store = DeadLetterStore(settings.dead_letter.path).open()
+        self.daemon = Daemon(settings, self.source, [Route(h) for h in handlers], self.store)
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Harness:
+        self.task = asyncio.get_running_loop().create_task(self.daemon.run())
+        await wait_until(lambda: self.daemon.health.started)
+        return self
+
+    async def stop(self) -> int:
+        self.daemon.request_stop()
+        assert self.task is not None
+        return await self.task
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.task is not None and not self.task.done():
+            await self.stop()
+        self.store.close()

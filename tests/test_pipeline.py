@@ -1,0 +1,296 @@
+"""The pipeline's promises, in-process on the memory source with the real dead-letter store:
+order per device, ack only when done, retries, dead letters, dedupe, backpressure, drain."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+
+from tests.pipeline_support import (
+    Harness,
+    RecordingHandler,
+    make_settings,
+    random_delay,
+    status_message,
+    wait_until,
+)
+from tuya_events.cli import exits
+from tuya_events.handlers.base import HandlerError
+
+DEVICES = [f"dev{i:02d}" for i in range(12)]
+
+
+def publish_sequences(harness: Harness, per_device: int, em_cycle: bool = True) -> int:
+    count = 0
+    for seq in range(per_device):
+        for index, device in enumerate(DEVICES):
+            em = ("aes_ecb", "aes_gcm", None)[(seq + index) % 3] if em_cycle else "aes_ecb"
+            harness.source.publish(
+                *status_message(device, seq, em), partition=index % 11, key=device
+            )
+            count += 1
+    return count
+
+
+def assert_order_per_device(seen: list[tuple[str, int]], per_device: int) -> None:
+    by_device: dict[str, list[int]] = {}
+    for device, seq in seen:
+        by_device.setdefault(device, []).append(seq)
+    assert by_device == {device: list(range(per_device)) for device in DEVICES}
+
+
+def test_every_message_handled_once_in_order_and_acked(tmp_path: Path) -> None:
+    handler = RecordingHandler(delay=random_delay())
+
+    async def scenario() -> int:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            total = publish_sequences(h, 40)
+            await wait_until(lambda: len(h.source.acknowledged) == total)
+            assert not h.source.unacknowledged
+            return await h.stop()
+
+    assert asyncio.run(scenario()) == exits.OK
+    assert len(handler.seen) == 40 * len(DEVICES)
+    assert all(count == 1 for count in handler.calls.values())
+    assert_order_per_device(handler.seen, 40)
+    assert handler.max_concurrent > 1  # different devices really ran concurrently
+
+
+def test_failing_handler_retries_then_dead_letters_then_acks(tmp_path: Path) -> None:
+    def fail(event, attempt):
+        if event.device_id == "dev03":
+            return HandlerError("downstream_rejected", f"attempt {attempt} refused")
+        return None
+
+    handler = RecordingHandler(fail=fail)
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            total = publish_sequences(h, 3)
+            await wait_until(lambda: len(h.source.acknowledged) == total)
+            records = h.store.list()
+            assert len(records) == 3
+            assert {r.device_id for r in records} == {"dev03"}
+            assert {(r.stage, r.handler, r.reason, r.attempts) for r in records} == {
+                ("handler", "recorder", "downstream_rejected", 3)
+            }
+            assert records[0].message == "attempt 3 refused"
+
+    asyncio.run(scenario())
+    assert handler.calls[("dev03", 0)] == 3  # max_attempts
+    assert ("dev03", 0) not in handler.seen
+    assert len(handler.seen) == 3 * (len(DEVICES) - 1)
+
+
+def test_non_retryable_failure_is_dead_lettered_at_once(tmp_path: Path) -> None:
+    handler = RecordingHandler(
+        fail=lambda e, n: HandlerError("http_400", "bad request", retryable=False)
+    )
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 1)
+            assert h.store.list()[0].attempts == 1
+
+    asyncio.run(scenario())
+    assert handler.calls[("dev00", 0)] == 1
+
+
+def test_poison_message_is_dead_lettered_and_the_loop_goes_on(tmp_path: Path) -> None:
+    handler = RecordingHandler()
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            h.source.publish(b"this is not an envelope", {"em": "aes_gcm"})
+            body, _ = status_message("dev00", 1, em="aes_gcm")
+            h.source.publish(body, {})  # GCM data without the em property: undecryptable as ECB
+            h.source.publish(*status_message("dev00", 2))
+            await wait_until(lambda: len(h.source.acknowledged) == 4)
+            records = {r.message_id: r for r in h.store.list()}
+            assert {r.stage for r in records.values()} == {"decode"}
+            # GCM bytes read as ECB: not whole blocks, or whole blocks with a wrong pad.
+            assert sorted(r.reason for r in records.values()) in (
+                ["bad_envelope", "bad_length"],
+                ["bad_envelope", "bad_padding"],
+            )
+            raw = next(r for r in records.values() if r.reason == "bad_envelope")
+            assert raw.body == b"this is not an envelope" and raw.properties == {"em": "aes_gcm"}
+            counter = h.daemon.metrics.decode_failures.labels("bad_envelope", "aes_gcm")
+            assert counter._value.get() == 1
+
+    asyncio.run(scenario())
+    assert handler.seen == [("dev00", 0), ("dev00", 2)]
+
+
+def test_infrastructure_outage_retries_without_dead_letter_and_keeps_order(tmp_path: Path) -> None:
+    outage = {"until": 8}
+
+    def fail(event, attempt):
+        if event.device_id == "dev01" and outage["until"] > 0:
+            outage["until"] -= 1
+            return HandlerError("database_unavailable", "connection refused", infrastructure=True)
+        return None
+
+    handler = RecordingHandler(fail=fail)
+
+    async def scenario() -> None:
+        settings = make_settings(
+            tmp_path, retry={"max_attempts": 2, "infrastructure_max_time": "1h"}
+        )
+        async with Harness(settings, [handler]) as h:
+            total = publish_sequences(h, 5)
+            await wait_until(lambda: len(h.source.acknowledged) == total)
+            assert h.store.count() == 0
+
+    asyncio.run(scenario())
+    assert handler.calls[("dev01", 0)] == 9  # 8 outages, then success, far past max_attempts
+    assert_order_per_device(handler.seen, 5)
+
+
+def test_redelivered_message_does_not_run_a_succeeded_handler_again(tmp_path: Path) -> None:
+    first, second = RecordingHandler("first"), RecordingHandler("second")
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [first, second]) as h:
+            delivery = h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 1)
+            # The broker did not get the ack (connection lost) and delivers it again.
+            h.source.unacknowledged[delivery.message_id] = delivery
+            h.source.redeliver_unacknowledged()
+            await wait_until(lambda: len(h.source.acknowledged) == 2)
+            # Tuya publishing the same dataId again under a new message id is a duplicate too.
+            h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 3)
+            duplicates = h.daemon.metrics.handler_outcomes.labels("first", "duplicate")
+            assert duplicates._value.get() == 2
+
+    asyncio.run(scenario())
+    assert first.calls[("dev00", 0)] == 1 and second.calls[("dev00", 0)] == 1
+
+
+def test_dedupe_can_be_turned_off(tmp_path: Path) -> None:
+    handler = RecordingHandler()
+
+    async def scenario() -> None:
+        settings = make_settings(tmp_path, consumer={"dedupe_cache_size": 0})
+        async with Harness(settings, [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 2)
+
+    asyncio.run(scenario())
+    assert handler.calls[("dev00", 0)] == 2
+
+
+def test_in_flight_is_bounded(tmp_path: Path) -> None:
+    handler = RecordingHandler(delay=lambda: 0.01)
+    peak = 0
+
+    async def scenario() -> None:
+        nonlocal peak
+        settings = make_settings(tmp_path, consumer={"max_in_flight": 8})
+        async with Harness(settings, [handler], batch_size=4) as h:
+            total = publish_sequences(h, 10)
+
+            async def watch() -> None:
+                nonlocal peak
+                while True:
+                    peak = max(peak, h.daemon.pipeline.in_flight)
+                    await asyncio.sleep(0.001)
+
+            watcher = asyncio.get_running_loop().create_task(watch())
+            await wait_until(lambda: len(h.source.acknowledged) == total, timeout=60)
+            watcher.cancel()
+
+    asyncio.run(scenario())
+    assert 8 <= peak <= 8 + 4  # max_in_flight, overshot by at most one receive batch
+    assert handler.max_concurrent <= 12
+
+
+def test_shutdown_drains_in_flight_messages_and_acks_them(tmp_path: Path) -> None:
+    handler = RecordingHandler(delay=lambda: 0.2)
+
+    async def scenario() -> int:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            total = publish_sequences(h, 2)
+            await wait_until(lambda: h.daemon.pipeline.in_flight == total)
+            code = await h.stop()
+            assert len(h.source.acknowledged) == total and not h.source.unacknowledged
+            return code
+
+    assert asyncio.run(scenario()) == exits.OK
+    assert len(handler.seen) == 2 * len(DEVICES)
+
+
+def test_shutdown_timeout_leaves_unfinished_messages_unacknowledged(tmp_path: Path) -> None:
+    handler = RecordingHandler(delay=lambda: 30)
+
+    async def scenario() -> int:
+        settings = make_settings(tmp_path, consumer={"shutdown_timeout": "200ms"})
+        async with Harness(settings, [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: h.daemon.pipeline.in_flight == 1)
+            code = await h.stop()
+            assert h.source.acknowledged == [] and len(h.source.unacknowledged) == 1
+            return code
+
+    assert asyncio.run(scenario()) == exits.TEMPFAIL
+
+
+def test_message_stays_unacknowledged_while_the_dead_letter_store_is_broken(tmp_path: Path) -> None:
+    import tuya_events.pipeline.pipeline as pipeline_module
+
+    pipeline_module.DEAD_LETTER_RETRY_SECONDS = 0.05
+    handler = RecordingHandler()
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            real_put = h.store.put
+            broken = {"left": 3}
+
+            def flaky_put(*args, **kwargs):
+                if broken["left"]:
+                    broken["left"] -= 1
+                    raise OSError("disk full")
+                return real_put(*args, **kwargs)
+
+            h.daemon.pipeline.dead_letters.put = flaky_put  # type: ignore[method-assign]
+            h.source.publish(b"{}", {})
+            await asyncio.sleep(0.08)
+            assert h.source.acknowledged == []  # not written, so not acknowledged
+            await wait_until(lambda: len(h.source.acknowledged) == 1)
+            assert h.store.count() == 1
+            assert h.daemon.metrics.dead_letter_write_failures._value.get() == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pipeline_module.DEAD_LETTER_RETRY_SECONDS = 5.0
+
+
+def test_dead_letter_record_never_holds_the_secret_or_plaintext(tmp_path: Path) -> None:
+    from tests import vectors as v
+
+    handler = RecordingHandler(
+        fail=lambda e, n: HandlerError("bad", f"rejected {v.ACCESS_SECRET}", retryable=False)
+    )
+
+    async def scenario() -> None:
+        from tuya_events.config.secrets import secret_values
+        from tuya_events.observability.redact import REDACTOR
+
+        settings = make_settings(tmp_path)
+        REDACTOR.add(secret_values(settings))
+        async with Harness(settings, [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 1)
+            record = h.store.list()[0]
+            text = orjson.dumps(record.as_dict(include_body=True)).decode()
+            assert v.ACCESS_SECRET not in text and "[REDACTED]" in record.message
+            assert record.plaintext is None
+
+    asyncio.run(scenario())

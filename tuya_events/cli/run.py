@@ -1,0 +1,63 @@
+"""``tuya-events run``: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from tuya_events.cli import exits
+from tuya_events.config import load_settings
+from tuya_events.config.secrets import secret_values
+from tuya_events.config.settings import Settings
+from tuya_events.daemon import Daemon
+from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.observability.logging import configure_logging, get_logger
+from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.transport.base import Source
+
+log = get_logger("tuya_events.cli.run")
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        parents=parents,
+        help="consume the Tuya message service and run the handlers (the daemon)",
+        description="Consume Tuya's message service until SIGTERM/SIGINT. Exit codes: 0 stopped "
+        "cleanly, 69 the service refused or is unreachable, 75 stopped with unfinished messages "
+        "(they will be redelivered), 78 configuration error.",
+    )
+    parser.add_argument("--consumer-name", help="Pulsar consumer name (default: generated)")
+    parser.set_defaults(handler=run)
+
+
+def run_daemon(settings: Settings, source: Source, stop_after: float | None = None) -> int:
+    """Shared by ``run`` and ``demo``: build handlers and the store, run until stopped."""
+    from tuya_events.deadletter.store import DeadLetterStore
+
+    REDACTOR.add(secret_values(settings))
+    metrics = Metrics()
+    routes = build_routes(settings, HandlerContext(settings, metrics))
+    with DeadLetterStore(settings.dead_letter.path, settings.dead_letter.store_plaintext) as store:
+        metrics.dead_letter_records.set(store.count())
+        daemon = Daemon(settings, source, routes, store, metrics)
+        return asyncio.run(daemon.run(stop_after))
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuya_events.transport.pulsar import PulsarSource, SourceUnavailable
+
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        return run_daemon(settings, PulsarSource(settings, consumer_name=args.consumer_name))
+    except SourceUnavailable as exc:
+        message = REDACTOR(str(exc))
+        log.error("cannot consume", error=message)
+        if not sys.stderr.isatty():
+            print(f"error: {message}", file=sys.stderr)
+        return exits.UNAVAILABLE

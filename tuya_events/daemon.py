@@ -1,0 +1,183 @@
+"""The daemon's lifecycle: start everything, receive until told to stop, drain, close.
+
+SIGTERM or SIGINT: stop receiving, let in-flight messages finish within ``shutdown_timeout``,
+close cleanly; what did not finish stays unacknowledged and the broker delivers it again.
+A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+
+from tuya_events.cli import exits
+from tuya_events.config.settings import Settings
+from tuya_events.handlers.base import Handler
+from tuya_events.observability.health import Health
+from tuya_events.observability.http import HttpServer
+from tuya_events.observability.logging import get_logger
+from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
+from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.transport.base import Source
+from tuya_events.tuya.codec import TuyaCodec
+
+log = get_logger("tuya_events.daemon")
+
+CONNECTION_CHECK_SECONDS = 1.0
+CAPACITY_WAIT_SECONDS = 1.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        routes: Sequence[Route],
+        dead_letters: DeadLetterSink,
+        metrics: Metrics | None = None,
+        http: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.routes = list(routes)
+        self.dead_letters = dead_letters
+        self.metrics = metrics or Metrics()
+        self.codec = TuyaCodec(
+            settings.tuya.access_secret.get_secret_value(),
+            sign_check=settings.tuya.sign_check,
+            on_sign_mismatch=self._sign_mismatch,
+        )
+        self.pipeline = Pipeline(
+            self.codec,
+            self.routes,
+            dead_letters,
+            self._acknowledge,
+            RetryPolicy(settings.retry),
+            self.metrics,
+            max_in_flight=settings.consumer.max_in_flight,
+            dedupe_capacity=settings.consumer.dedupe_cache_size,
+            keep_plaintext=settings.dead_letter.store_plaintext,
+        )
+        self.health = Health(
+            connected=source.connected,
+            last_message_at=lambda: self.pipeline.last_message_at,
+            ready_max_silence=settings.http.ready_max_silence,
+        )
+        self.http: HttpServer | None = None
+        if settings.http.enabled if http is None else http:
+            host, port = settings.http.listen
+            self.http = HttpServer(host, port, self.metrics, self.health)
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._sign_mismatches_logged = 0
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def _acknowledge(self, delivery: Delivery, dead_lettered: bool) -> None:
+        self.source.acknowledge(delivery)
+
+    def _sign_mismatch(self, envelope: dict) -> None:
+        self.metrics.sign_mismatches.inc()
+        if self._sign_mismatches_logged < 10:  # a wrong formula would otherwise flood the log
+            self._sign_mismatches_logged += 1
+            log.warning(
+                "envelope sign does not match (sign_check: log)", protocol=envelope.get("protocol")
+            )
+
+    def request_stop(self, signum: int | None = None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting at once; unfinished messages will be redelivered")
+            os._exit(128 + (signum or signal.SIGTERM))
+        log.info(
+            "stopping: no new messages; finishing those in flight",
+            in_flight=self.pipeline.in_flight,
+        )
+        self.health.stopping = True
+        self._stop.set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, stop_after: float | None = None) -> int:
+        """Run until stopped (or for ``stop_after`` seconds); the exit code tells how it ended."""
+        loop = asyncio.get_running_loop()
+        if stop_after is not None:
+            loop.call_later(stop_after, self.request_stop)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # Outside the main thread (in-process tests) there are no signals: they call
+            # request_stop directly.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self.request_stop, signum)
+        if self.http is not None:
+            await self.http.start()
+            log.info("http listening", address=f"{self.http.host}:{self.http.port}")
+        started: list[Handler] = []
+        try:
+            for route in self.routes:
+                await route.handler.start()
+                started.append(route.handler)
+            await self.source.start()
+            self.health.started = True
+            monitor = loop.create_task(self._watch_connection())
+            log.info("consuming", handlers=[route.name for route in self.routes])
+            try:
+                await self._receive_until_stopped()
+            finally:
+                monitor.cancel()
+            return await self._drain()
+        finally:
+            for handler in reversed(started):
+                try:
+                    await handler.stop()
+                except Exception as exc:
+                    log.error(
+                        "handler failed to stop cleanly", handler=handler.name, error=str(exc)
+                    )
+            await self.source.close()
+            if self.http is not None:
+                await self.http.stop()
+
+    async def _receive_until_stopped(self) -> None:
+        pipeline, source, health = self.pipeline, self.source, self.health
+        while not self._stop.is_set():
+            health.beat()
+            if pipeline.in_flight >= pipeline.max_in_flight:
+                try:
+                    await asyncio.wait_for(pipeline.wait_for_capacity(), CAPACITY_WAIT_SECONDS)
+                except asyncio.TimeoutError:
+                    continue
+            batch = await source.receive_batch()
+            for delivery in batch:
+                pipeline.submit(delivery)
+
+    async def _drain(self) -> int:
+        timeout = self.settings.consumer.shutdown_timeout
+        if await self.pipeline.join(timeout):
+            log.info("stopped cleanly: every received message was finished")
+            return exits.OK
+        left = self.pipeline.in_flight
+        await self.pipeline.cancel()
+        log.warning(
+            "shutdown timeout: unfinished messages stay unacknowledged and will be redelivered",
+            unfinished=left,
+            shutdown_timeout=timeout,
+        )
+        return exits.TEMPFAIL
+
+    async def _watch_connection(self) -> None:
+        was_connected: bool | None = None
+        while True:
+            connected = self.source.connected()
+            self.metrics.broker_connected.set(1 if connected else 0)
+            if connected != was_connected:
+                if connected:
+                    log.info("connected to the message service")
+                elif was_connected is not None:
+                    log.warning("lost the connection to the message service; reconnecting")
+                was_connected = connected
+            await asyncio.sleep(CONNECTION_CHECK_SECONDS)

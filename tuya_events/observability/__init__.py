@@ -1,0 +1,1 @@
+"""Metrics, logs, health: what operators see."""

@@ -1,0 +1,170 @@
+"""Every metric the daemon exposes, on its own registry, named by Prometheus conventions.
+
+Base units, ``_total`` counters, histograms for durations, and never a device id as a label.
+Label children used per message are bound once and cached: the per-message path stays cheap.
+Gauges that mirror a number the pipeline already keeps read it at scrape time instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from tuya_events import __version__
+
+PREFIX = "tuya_events"
+HANDLER_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
+AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 7200)
+
+# Outcomes of one handler for one event.
+SUCCESS = "success"
+RETRY = "retry"
+FAILURE = "failure"
+DUPLICATE = "duplicate"
+UNMATCHED = "unmatched"
+
+
+class Metrics:
+    """The metric objects, plus small methods for the per-message calls."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        r = self.registry
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        self.messages_received = Counter(
+            f"{PREFIX}_messages_received",
+            "Messages received from the broker.",
+            ["partition"],
+            registry=r,
+        )
+        self.messages_acked = Counter(
+            f"{PREFIX}_messages_acked", "Messages acknowledged.", registry=r
+        )
+        self.events = Counter(f"{PREFIX}_events", "Events decoded, by kind.", ["kind"], registry=r)
+        self.decode_failures = Counter(
+            f"{PREFIX}_decode_failures",
+            "Messages that could not be decoded.",
+            ["reason", "em"],
+            registry=r,
+        )
+        self.sign_mismatches = Counter(
+            f"{PREFIX}_sign_mismatches",
+            "Envelopes whose sign did not match (sign_check: log).",
+            registry=r,
+        )
+        self.handler_duration = Histogram(
+            f"{PREFIX}_handler_duration_seconds",
+            "Time one handler call took.",
+            ["handler"],
+            buckets=HANDLER_BUCKETS,
+            registry=r,
+        )
+        self.handler_outcomes = Counter(
+            f"{PREFIX}_handler_outcomes",
+            "Handler results: success, retry, failure, duplicate (skipped), unmatched.",
+            ["handler", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters",
+            "Messages written to the dead-letter store.",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.dead_letter_records = Gauge(
+            f"{PREFIX}_dead_letter_records", "Records in the dead-letter store.", registry=r
+        )
+        self.dead_letter_write_failures = Counter(
+            f"{PREFIX}_dead_letter_write_failures",
+            "Failed writes to the dead-letter store (the message stays unacknowledged).",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_in_flight_messages", "Messages received, not yet finished.", registry=r
+        )
+        self.event_age = Histogram(
+            f"{PREFIX}_event_age_seconds",
+            "Now minus the broker publish time, when a message is received.",
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.last_message = Gauge(
+            f"{PREFIX}_last_message_timestamp_seconds",
+            "When the last message was received.",
+            registry=r,
+        )
+        self.broker_connected = Gauge(
+            f"{PREFIX}_broker_connected", "1 while connected to the message service.", registry=r
+        )
+        self._received_by_partition: dict[int, Counter] = {}
+        self._events_by_kind: dict[str, Counter] = {}
+        self._outcomes: dict[tuple[str, str], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
+
+    def bind_gauges(
+        self, in_flight: Callable[[], float], last_message: Callable[[], float]
+    ) -> None:
+        """Read these at scrape time rather than updating them per message."""
+        self.in_flight.set_function(in_flight)
+        self.last_message.set_function(last_message)
+
+    def received(self, partition: int, age_seconds: float | None) -> None:
+        child = self._received_by_partition.get(partition)
+        if child is None:
+            child = self._received_by_partition[partition] = self.messages_received.labels(
+                str(partition)
+            )
+        child.inc()
+        if age_seconds is not None:
+            self.event_age.observe(max(age_seconds, 0.0))
+
+    def decoded(self, kind: str) -> None:
+        child = self._events_by_kind.get(kind)
+        if child is None:
+            child = self._events_by_kind[kind] = self.events.labels(kind)
+        child.inc()
+
+    def handler_outcome(self, handler: str, outcome: str, seconds: float | None = None) -> None:
+        child = self._outcomes.get((handler, outcome))
+        if child is None:
+            child = self._outcomes[(handler, outcome)] = self.handler_outcomes.labels(
+                handler, outcome
+            )
+        child.inc()
+        if seconds is not None:
+            duration = self._durations.get(handler)
+            if duration is None:
+                duration = self._durations[handler] = self.handler_duration.labels(handler)
+            duration.observe(seconds)
+
+    def declare_handler(self, handler: str) -> None:
+        """Create a handler's series at start so dashboards show zeros, not gaps."""
+        for outcome in (SUCCESS, RETRY, FAILURE, DUPLICATE, UNMATCHED):
+            self.handler_outcomes.labels(handler, outcome)
+        self.handler_duration.labels(handler)

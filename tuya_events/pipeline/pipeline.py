@@ -1,0 +1,305 @@
+"""decode -> route -> handle -> acknowledge, and the ack policy, in one place.
+
+Rules this module keeps:
+- A message is acknowledged only when every handler it was routed to succeeded, or its failure was
+  written durably to the dead-letter store. Nothing else calls ``acknowledge``.
+- Messages of one device are handled one after another, in arrival order; different devices run
+  concurrently, up to ``max_in_flight`` messages in all.
+- Only individual acknowledgements: never a cumulative ack past an unfinished message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from tuya_events.handlers.base import Handler, HandlerError
+from tuya_events.observability.logging import get_logger
+from tuya_events.observability.metrics import DUPLICATE, FAILURE, RETRY, SUCCESS, UNMATCHED, Metrics
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.dedupe import RecentlyHandled
+from tuya_events.pipeline.delivery import Delivery, Failure
+from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.tuya.codec import TuyaCodec, encryption_mode
+from tuya_events.tuya.errors import UNKNOWN_EM, DecodeError
+from tuya_events.tuya.events import Event
+
+log = get_logger("tuya_events.pipeline")
+
+DECODE_STAGE = "decode"
+HANDLER_STAGE = "handler"
+DEAD_LETTER_RETRY_SECONDS = 5.0
+
+
+def _always(event: Event) -> bool:
+    return True
+
+
+@dataclass(slots=True)
+class Route:
+    """A handler and the rule that decides which events it sees."""
+
+    handler: Handler
+    matches: Callable[[Event], bool] = _always
+
+    @property
+    def name(self) -> str:
+        return self.handler.name
+
+
+class DeadLetterSink:
+    """What the pipeline needs from the dead-letter store (sync; run in a thread)."""
+
+    def put(
+        self,
+        delivery: Delivery,
+        failure: Failure,
+        device_id: str | None = None,
+        plaintext: bytes | None = None,
+    ) -> int: ...
+
+    def count(self) -> int: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        codec: TuyaCodec,
+        routes: Sequence[Route],
+        dead_letters: DeadLetterSink,
+        acknowledge: Callable[[Delivery, bool], None],
+        policy: RetryPolicy,
+        metrics: Metrics,
+        max_in_flight: int = 1000,
+        dedupe_capacity: int = 100_000,
+        keep_plaintext: bool = False,
+    ) -> None:
+        self.codec = codec
+        self.routes = tuple(routes)
+        self.dead_letters = dead_letters
+        self.acknowledge = acknowledge
+        self.policy = policy
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.keep_plaintext = keep_plaintext
+        self.recent = RecentlyHandled(dedupe_capacity)
+        self.in_flight = 0
+        self.last_message_at = 0.0
+        self._queues: dict[str, deque[tuple[Delivery, Event, str | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        metrics.bind_gauges(lambda: self.in_flight, lambda: self.last_message_at)
+        for route in self.routes:
+            metrics.declare_handler(route.name)
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery, only_handler: str | None = None) -> None:
+        """Take one message; never blocks. Callers wait on :meth:`wait_for_capacity` first."""
+        now = time.time()
+        self.last_message_at = now
+        age = now - delivery.publish_time_ms / 1000 if delivery.publish_time_ms else None
+        self.metrics.received(delivery.partition, age)
+        self._started()
+        try:
+            event = self.codec.decode(delivery.body, delivery.properties)
+        except DecodeError as error:
+            self._spawn(self._decode_failed(delivery, error))
+            return
+        self.metrics.decoded(event.kind)
+        key = event.device_id or delivery.key or f"partition-{delivery.partition}"
+        queue = self._queues.get(key)
+        if queue is None:
+            self._queues[key] = deque([(delivery, event, only_handler)])
+            self._spawn(self._drain_key(key))
+        else:
+            queue.append((delivery, event, only_handler))
+
+    async def wait_for_capacity(self) -> None:
+        while self.in_flight >= self.max_in_flight:
+            self._capacity.clear()
+            await self._capacity.wait()
+
+    async def join(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is in flight; False when ``timeout`` ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def cancel(self) -> None:
+        """Abandon unfinished work: those messages stay unacknowledged and will be redelivered."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def _finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight < self.max_in_flight:
+            self._capacity.set()
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ack(self, delivery: Delivery, dead_lettered: bool) -> None:
+        self.acknowledge(delivery, dead_lettered)
+        self.metrics.messages_acked.inc()
+
+    # -- per message --------------------------------------------------------------------------
+
+    async def _drain_key(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                delivery, event, only_handler = queue[0]
+                await self._handle(delivery, event, only_handler)
+                queue.popleft()
+                self._finished()
+        finally:
+            if self._queues.get(key) is queue and not queue:
+                del self._queues[key]
+
+    async def _handle(self, delivery: Delivery, event: Event, only_handler: str | None) -> None:
+        keys = (
+            (delivery.message_id, f"data:{event.data_id}")
+            if event.data_id
+            else (delivery.message_id,)
+        )
+        done = self.recent.succeeded(keys[0]).union(*(self.recent.succeeded(k) for k in keys[1:]))
+        settled = set(done)  # succeeded, or failed and dead-lettered: either way, not again
+        dead_lettered = False
+        for route in self.routes:
+            name = route.name
+            if only_handler is not None and name != only_handler:
+                continue
+            if not route.matches(event):
+                self.metrics.handler_outcome(name, UNMATCHED)
+                continue
+            if name in done:
+                self.metrics.handler_outcome(name, DUPLICATE)
+                continue
+            failure = await self._run_handler(route.handler, event, delivery)
+            if failure is not None:
+                await self._dead_letter(delivery, failure, event)
+                dead_lettered = True
+            settled.add(name)
+        frozen = frozenset(settled)
+        for key in keys:
+            self.recent.remember(key, frozen)
+        self._ack(delivery, dead_lettered)
+
+    async def _run_handler(
+        self, handler: Handler, event: Event, delivery: Delivery
+    ) -> Failure | None:
+        """Call one handler until it succeeds or the policy gives up; returns the failure."""
+        name = handler.name
+        first_failure = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                if handler.timeout is None:
+                    await handler.handle(event, delivery)
+                else:
+                    await asyncio.wait_for(handler.handle(event, delivery), handler.timeout)
+            except HandlerError as exc:
+                error = exc
+            except asyncio.TimeoutError:
+                error = HandlerError("timeout", f"no answer within {handler.timeout:g}s")
+            except Exception as exc:
+                error = HandlerError("handler_error", f"{type(exc).__name__}: {exc}")
+            else:
+                self.metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
+                return None
+            now = time.time()
+            first_failure = first_failure or now
+            delay = self.policy.next_delay(error, attempt, now - first_failure)
+            message = REDACTOR(error.message)
+            if delay is None:
+                self.metrics.handler_outcome(name, FAILURE, time.perf_counter() - started)
+                return Failure(
+                    HANDLER_STAGE, error.reason, message, name, attempt, first_failure, now
+                )
+            self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
+            log.warning(
+                "handler failed, will retry",
+                handler=name,
+                reason=error.reason,
+                error=message,
+                attempt=attempt,
+                retry_in=round(delay, 3),
+                message_id=delivery.message_id,
+                device_id=event.device_id,
+            )
+            await asyncio.sleep(delay)
+
+    async def _decode_failed(self, delivery: Delivery, error: DecodeError) -> None:
+        try:
+            em = encryption_mode(delivery.properties)
+        except DecodeError:
+            em = UNKNOWN_EM
+        self.metrics.decode_failures.labels(error.reason, em).inc()
+        failure = Failure(DECODE_STAGE, error.reason, error.detail)
+        try:
+            await self._dead_letter(delivery, failure, None)
+            self._ack(delivery, True)
+        finally:
+            self._finished()
+
+    async def _dead_letter(self, delivery: Delivery, failure: Failure, event: Event | None) -> None:
+        """Write durably, retrying for as long as it takes: only then may the message be acked."""
+        log.warning(
+            "message dead-lettered",
+            stage=failure.stage,
+            handler=failure.handler,
+            reason=failure.reason,
+            error=failure.message,
+            attempts=failure.attempts,
+            message_id=delivery.message_id,
+            device_id=event.device_id if event else None,
+            partition=delivery.partition,
+        )
+        device_id = event.device_id if event else None
+        plaintext = (
+            orjson.dumps(event.document) if event is not None and self.keep_plaintext else None
+        )
+        while True:
+            try:
+                await asyncio.to_thread(
+                    self.dead_letters.put, delivery, failure, device_id, plaintext
+                )
+                records = await asyncio.to_thread(self.dead_letters.count)
+                break
+            except Exception as exc:
+                self.metrics.dead_letter_write_failures.inc()
+                log.error(
+                    "cannot write to the dead-letter store; the message stays unacknowledged",
+                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+                    message_id=delivery.message_id,
+                    retry_in=DEAD_LETTER_RETRY_SECONDS,
+                )
+                await asyncio.sleep(DEAD_LETTER_RETRY_SECONDS)
+        # A replayed record is updated once; a second failing handler gets a record of its own.
+        delivery.dead_letter_id = None
+        self.metrics.dead_letters.labels(failure.stage, failure.reason).inc()
+        self.metrics.dead_letter_records.set(records)

@@ -1,0 +1,36 @@
+"""Retry decisions, in one place: how long to wait before the next attempt, or give up."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from tuya_events.config.settings import RetrySettings
+from tuya_events.handlers.base import HandlerError
+
+
+class RetryPolicy:
+    """Jittered exponential backoff bounded by attempts, or by time for infrastructure outages."""
+
+    def __init__(self, settings: RetrySettings, rng: Callable[[], float] = random.random) -> None:
+        self.settings = settings
+        self._rng = rng
+
+    def backoff(self, attempt: int) -> float:
+        """Equal jitter: half the exponential step fixed, half random, capped at max_backoff."""
+        step = min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** (attempt - 1))
+        return step / 2 + self._rng() * step / 2
+
+    def next_delay(self, error: HandlerError, attempt: int, elapsed: float) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to dead-letter now."""
+        if not error.retryable:
+            return None
+        if error.infrastructure:
+            if elapsed >= self.settings.infrastructure_max_time:
+                return None
+        elif attempt >= self.settings.max_attempts:
+            return None
+        delay = self.backoff(attempt)
+        if error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.settings.max_backoff))
+        return delay

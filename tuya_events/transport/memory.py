@@ -1,0 +1,78 @@
+"""An in-process source: the demo's simulated Tuya service, and the fast tests' broker.
+
+It behaves like a broker where it matters: what is not acknowledged is delivered again on
+:meth:`redeliver_unacknowledged`, with its redelivery count raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from tuya_events.pipeline.delivery import Delivery
+
+
+class MemorySource:
+    def __init__(self, poll_interval: float = 0.1, batch_size: int = 500) -> None:
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self.unacknowledged: dict[str, Delivery] = {}
+        self.acknowledged: list[str] = []
+        self.closed = False
+
+    def publish(
+        self,
+        body: bytes,
+        properties: dict[str, str],
+        partition: int = 0,
+        key: str | None = None,
+        publish_time_ms: int | None = None,
+    ) -> Delivery:
+        import time
+
+        message_id = f"mem:{next(self._ids)}:{partition}"
+        delivery = Delivery(
+            body=body,
+            properties=properties,
+            message_id=message_id,
+            topic="memory",
+            partition=partition,
+            publish_time_ms=publish_time_ms or int(time.time() * 1000),
+            key=key,
+        )
+        self.unacknowledged[message_id] = delivery
+        self._queue.put_nowait(delivery)
+        return delivery
+
+    def redeliver_unacknowledged(self) -> int:
+        """Like a consumer reconnect: every unacknowledged message comes again."""
+        pending = list(self.unacknowledged.values())
+        for delivery in pending:
+            delivery.redelivery_count += 1
+            self._queue.put_nowait(delivery)
+        return len(pending)
+
+    async def start(self) -> None:
+        return None
+
+    async def receive_batch(self) -> list[Delivery]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), self.poll_interval)
+        except asyncio.TimeoutError:
+            return []
+        batch = [first]
+        while len(batch) < self.batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        if self.unacknowledged.pop(delivery.message_id, None) is not None:
+            self.acknowledged.append(delivery.message_id)
+
+    def connected(self) -> bool:
+        return not self.closed
+
+    async def close(self) -> None:
+        self.closed = True
