@@ -145,3 +145,19 @@ def test_version() -> None:
 
     result = tuya_events("--version")
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_check_config_validates_handler_types_options_and_match_rules(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
+        "handlers:\n"
+        "  - type: carrier-pigeon\n"
+        "  - type: log\n    level: loud\n"
+        "  - type: log\n    name: doors\n    match:\n      value:\n        door: {greater: 1}\n",
+    )
+    result = tuya_events("check-config", "-c", str(config))
+    assert result.returncode == 78, result.stderr
+    assert "handlers[0].type: unknown handler type 'carrier-pigeon'" in result.stderr
+    assert "handlers[1].level" in result.stderr
+    assert "handlers[2].match.value.door.greater" in result.stderr

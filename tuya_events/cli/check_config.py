@@ -7,6 +7,8 @@ import sys
 
 from tuya_events.config import load_settings
 from tuya_events.config.render import render_effective_config
+from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.observability.metrics import Metrics
 
 
 def add_parser(
@@ -25,6 +27,8 @@ def add_parser(
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    # Handler options and match rules are validated by building the handlers (nothing starts).
+    build_routes(settings, HandlerContext(settings, Metrics()))
     if not args.quiet:
         sys.stdout.write(render_effective_config(settings))
         print("configuration is valid", file=sys.stderr)

@@ -57,6 +57,13 @@ def resolve_handler_class(type_name: str) -> Any:
     )
 
 
+def _problems(error: ValidationError, where: tuple[str | int, ...]) -> list[tuple[str, str]]:
+    return [
+        (key_path((*where, *item["loc"])), item["msg"].removeprefix("Value error, "))
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+
+
 def build_routes(settings: Settings, context: HandlerContext) -> list[Route]:
     """Handlers in configuration order; every problem reported at once as a ConfigError."""
     from tuya_events.pipeline.routing import compile_match
@@ -76,14 +83,12 @@ def build_routes(settings: Settings, context: HandlerContext) -> list[Route]:
                 options_model.model_validate(entry.options) if options_model else entry.options
             )
         except ValidationError as error:
-            for item in error.errors(include_input=False, include_url=False):
-                message = item["msg"].removeprefix("Value error, ")
-                problems.append((key_path((*where, *item["loc"])), message))
+            problems.extend(_problems(error, where))
             continue
         try:
             matches = compile_match(entry.match)
-        except ValueError as exc:
-            problems.append((key_path((*where, "match")), str(exc)))
+        except ValidationError as error:
+            problems.extend(_problems(error, (*where, "match")))
             continue
         handler: Handler = cls(entry.name or entry.type, options, context)
         routes.append(Route(handler, matches))

@@ -25,6 +25,7 @@ from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.dedupe import RecentlyHandled
 from tuya_events.pipeline.delivery import Delivery, Failure
 from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.pipeline.routing import always
 from tuya_events.tuya.codec import TuyaCodec, encryption_mode
 from tuya_events.tuya.errors import UNKNOWN_EM, DecodeError
 from tuya_events.tuya.events import Event
@@ -36,16 +37,12 @@ HANDLER_STAGE = "handler"
 DEAD_LETTER_RETRY_SECONDS = 5.0
 
 
-def _always(event: Event) -> bool:
-    return True
-
-
 @dataclass(slots=True)
 class Route:
     """A handler and the rule that decides which events it sees."""
 
     handler: Handler
-    matches: Callable[[Event], bool] = _always
+    matches: Callable[[Event], bool] = always
 
     @property
     def name(self) -> str:

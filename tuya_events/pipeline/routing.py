@@ -1,19 +1,187 @@
-"""Match rules: which events a handler sees. No rule means every event."""
+"""Match rules: which events a handler sees. No rule means every event.
+
+A rule is a mapping whose keys all have to hold (AND); a list value means any of (OR); a list of
+rules matches when any rule does. Value conditions test status data points (``value``) or a
+device event's ``bizData`` fields (``biz_data``)::
+
+    match:
+      protocol: 4
+      product_key: [pk1, pk2]
+      status_code: [doorcontact_state]
+      value:
+        doorcontact_state: {equals: true}
+        va_temperature: {gt: 300}
+
+Rules are compiled once into closures over frozensets: the per-message cost is a few lookups.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-from tuya_events.tuya.events import Event
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
+
+Predicate = Callable[[Event], bool]
+Scalar = str | int | float | bool | None
 
 
-def _always(event: Event) -> bool:
+def always(event: Event) -> bool:
     return True
 
 
-def compile_match(rules: dict[str, Any] | list[dict[str, Any]] | None) -> Callable[[Event], bool]:
-    """Turn the ``match:`` section into a predicate; raises ValueError on a bad rule."""
+class ValueCondition(BaseModel):
+    """Conditions on one value; all given ones must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    equals: Scalar = None
+    not_equals: Scalar = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    exists: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``code: true`` is short for ``code: {equals: true}``."""
+        return data if isinstance(data, dict) else {"equals": data}
+
+
+class MatchRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: list[str] | None = None
+    protocol: list[int] | None = None
+    biz_code: list[str] | None = None
+    device_id: list[str] | None = None
+    product_key: list[str] | None = None
+    status_code: list[str] | None = None
+    value: dict[str, ValueCondition] | None = None
+    biz_data: dict[str, ValueCondition] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalars_to_lists(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        listy = ("kind", "protocol", "biz_code", "device_id", "product_key", "status_code")
+        return {k: [v] if k in listy and not isinstance(v, list) else v for k, v in data.items()}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """Equal, or equal as numbers: Tuya sends ``"25"`` and ``25`` for the same thing."""
+    if actual == expected and type(actual) is type(expected):
+        return True
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(actual, str) and actual.lower() == str(expected).lower()
+    a, e = _number(actual), _number(expected)
+    return a is not None and a == e
+
+
+_MISSING = object()
+
+
+def _value_test(condition: ValueCondition) -> Callable[[Any], bool]:
+    given = condition.model_fields_set
+    checks: list[Callable[[Any], bool]] = []
+    if condition.exists is not None:
+        want = condition.exists
+        checks.append(lambda v: (v is not _MISSING) == want)
+    if "equals" in given:
+        checks.append(lambda v, e=condition.equals: v is not _MISSING and _same(v, e))
+    if "not_equals" in given:
+        checks.append(lambda v, e=condition.not_equals: v is _MISSING or not _same(v, e))
+    if condition.in_ is not None:
+        options = condition.in_
+        checks.append(lambda v: v is not _MISSING and any(_same(v, o) for o in options))
+    if condition.not_in is not None:
+        excluded = condition.not_in
+        checks.append(lambda v: v is _MISSING or not any(_same(v, o) for o in excluded))
+    for bound, compare in (
+        (condition.gt, float.__gt__),
+        (condition.gte, float.__ge__),
+        (condition.lt, float.__lt__),
+        (condition.lte, float.__le__),
+    ):
+        if bound is not None:
+            checks.append(lambda v, b=bound, c=compare: (n := _number(v)) is not None and c(n, b))
+    return lambda value: all(check(value) for check in checks)
+
+
+def _status_values(event: Event) -> dict[str, Any]:
+    if not isinstance(event, StatusReport):
+        return {}
+    return {item.code: item.value for item in event.statuses if item.code is not None}
+
+
+def _compile_rule(rule: MatchRule) -> Predicate:
+    tests: list[Predicate] = []
+    if rule.kind is not None:
+        kinds = frozenset(rule.kind)
+        tests.append(lambda e: e.kind in kinds)
+    if rule.protocol is not None:
+        protocols = frozenset(rule.protocol)
+        tests.append(lambda e: e.protocol in protocols)
+    for attribute in ("biz_code", "device_id", "product_key"):
+        wanted = getattr(rule, attribute)
+        if wanted is not None:
+            allowed = frozenset(wanted)
+            tests.append(lambda e, a=attribute, s=allowed: getattr(e, a) in s)
+    if rule.status_code is not None:
+        codes = frozenset(rule.status_code)
+        tests.append(
+            lambda e: isinstance(e, StatusReport) and any(s.code in codes for s in e.statuses)
+        )
+    if rule.value:
+        value_tests = [(code, _value_test(cond)) for code, cond in rule.value.items()]
+
+        def values_hold(e: Event) -> bool:
+            values = _status_values(e)
+            return all(test(values.get(code, _MISSING)) for code, test in value_tests)
+
+        tests.append(values_hold)
+    if rule.biz_data:
+        biz_tests = [(key, _value_test(cond)) for key, cond in rule.biz_data.items()]
+
+        def biz_data_holds(e: Event) -> bool:
+            data = e.biz_data if isinstance(e, DeviceEvent) else {}
+            return all(test(data.get(key, _MISSING)) for key, test in biz_tests)
+
+        tests.append(biz_data_holds)
+    if not tests:
+        return always
+    if len(tests) == 1:
+        return tests[0]
+    return lambda e: all(test(e) for test in tests)
+
+
+def compile_match(rules: dict[str, Any] | list[dict[str, Any]] | None) -> Predicate:
+    """Turn the ``match:`` section into a predicate; raises pydantic's ValidationError."""
     if not rules:
-        return _always
-    raise ValueError("match rules are not supported yet (they arrive with the routing work)")
+        return always
+    if isinstance(rules, dict):
+        return _compile_rule(MatchRule.model_validate(rules))
+    compiled = [_compile_rule(MatchRule.model_validate(rule)) for rule in rules]
+    return lambda e: any(predicate(e) for predicate in compiled)

@@ -61,6 +61,7 @@ class PulsarSource:
         self._client: pulsar.Client | None = None
         self._consumer: pulsar.Consumer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulsar-receive")
+        self._closed = False
 
     def _client_options(self) -> dict:
         tuya, tls = self.settings.tuya, self.settings.tls
@@ -146,8 +147,12 @@ class PulsarSource:
         return self._consumer is not None and self._consumer.is_connected()
 
     async def close(self) -> None:
+        """Idempotent: a failed start closes, and the daemon closes again on its way out."""
         consumer, client = self._consumer, self._client
         self._consumer = self._client = None
+        if self._closed:
+            return
+        self._closed = True
 
         def close_all() -> None:
             for closable in (consumer, client):
