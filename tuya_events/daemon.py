@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 from tuya_events.cli import exits
 from tuya_events.config.settings import Settings
-from tuya_events.handlers.base import Handler
+from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
 from tuya_events.pipeline.policy import RetryPolicy
@@ -119,7 +120,16 @@ class Daemon:
         started: list[Handler] = []
         try:
             for route in self.routes:
-                await route.handler.start()
+                try:
+                    await route.handler.start()
+                except HandlerError as exc:
+                    # An outage at start is like one later: its events wait and are retried.
+                    log.warning(
+                        "handler could not start; its events will be retried",
+                        handler=route.name,
+                        reason=exc.reason,
+                        error=REDACTOR(exc.message),
+                    )
                 started.append(route.handler)
             await self.source.start()
             self.health.started = True

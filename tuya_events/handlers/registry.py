@@ -25,7 +25,10 @@ ENTRY_POINT_GROUP = "tuya_events.handlers"
 
 
 def _builtin_types() -> dict[str, str]:
-    return {"log": "tuya_events.handlers.log:LogHandler"}
+    return {
+        "log": "tuya_events.handlers.log:LogHandler",
+        "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
+    }
 
 
 @dataclass
