@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from tuya_events.cli import exits
-from tuya_events.config import load_settings
+from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
 from tuya_events.daemon import Daemon
@@ -37,12 +37,18 @@ def add_parser(
 
 def run_daemon(settings: Settings, source: Source, stop_after: float | None = None) -> int:
     """Shared by ``run`` and ``demo``: build handlers and the store, run until stopped."""
+    from tuya_events.deadletter.errors import DeadLetterStoreError
     from tuya_events.deadletter.store import DeadLetterStore
 
     REDACTOR.add(secret_values(settings))
     metrics = Metrics()
     routes = build_routes(settings, HandlerContext(settings, metrics))
-    with DeadLetterStore(settings.dead_letter.path, settings.dead_letter.store_plaintext) as store:
+    store = DeadLetterStore(settings.dead_letter.path, settings.dead_letter.store_plaintext)
+    try:
+        store.open()
+    except DeadLetterStoreError as exc:
+        raise ConfigError([("dead_letter.path", str(exc))]) from None
+    with store:
         metrics.dead_letter_records.set(store.count())
         daemon = Daemon(settings, source, routes, store, metrics)
         return asyncio.run(daemon.run(stop_after))

@@ -1,0 +1,84 @@
+"""A handler for end-to-end tests, loaded the way users load their own: ``type: module:Class``.
+
+It appends one JSON line per handled event to a file (``O_APPEND`` writes, so several daemon
+processes can share it and a SIGKILL loses nothing already written). It fails on request: for
+listed devices, or for everything while a switch file exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.tuya.events import Event, StatusReport
+
+
+class FileRecorderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    delay: float = 0.0
+    fail_devices: list[str] = []
+    fail_switch: str | None = None
+    fail_mode: Literal["permanent", "retryable", "infrastructure"] = "permanent"
+
+
+class FileRecorder(BaseHandler):
+    Options = FileRecorderOptions
+
+    def __init__(self, name: str, options: FileRecorderOptions, context: object = None) -> None:
+        super().__init__(name)
+        self.options = options
+        self._fd: int | None = None
+
+    async def start(self) -> None:
+        self._fd = os.open(self.options.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    async def stop(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _should_fail(self, event: Event) -> bool:
+        if event.device_id in self.options.fail_devices:
+            return True
+        switch = self.options.fail_switch
+        return switch is not None and Path(switch).exists()
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        if self.options.delay:
+            await asyncio.sleep(self.options.delay)
+        if self._should_fail(event):
+            mode = self.options.fail_mode
+            raise HandlerError(
+                "recorder_refused",
+                f"{mode} failure for {event.device_id}",
+                retryable=mode != "permanent",
+                infrastructure=mode == "infrastructure",
+            )
+        seq = (
+            event.statuses[0].value if isinstance(event, StatusReport) and event.statuses else None
+        )
+        line = {
+            "device": event.device_id,
+            "seq": seq,
+            "message_id": delivery.message_id,
+            "partition": delivery.partition,
+            "redelivery": delivery.redelivery_count,
+            "pid": os.getpid(),
+        }
+        assert self._fd is not None
+        os.write(self._fd, orjson.dumps(line) + b"\n")
+
+
+def read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]

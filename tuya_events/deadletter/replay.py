@@ -1,0 +1,120 @@
+"""``tuya-events dlq replay``: run dead-lettered messages through the same pipeline again.
+
+A record that now succeeds is deleted; one that fails again stays, with its attempts and last
+failure updated. A record from a failed handler replays that handler only; a record from the
+decode stage replays every handler the event is routed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+
+from tuya_events.config.secrets import secret_values
+from tuya_events.config.settings import Settings
+from tuya_events.deadletter.filters import RecordFilter
+from tuya_events.deadletter.store import DeadLetterStore
+from tuya_events.handlers.base import HandlerError
+from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.pipeline.pipeline import HANDLER_STAGE, Pipeline
+from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.tuya.codec import TuyaCodec
+
+PROGRESS_INTERVAL = 0.2
+
+
+@dataclass
+class ReplayResult:
+    selected: int = 0
+    replayed: int = 0
+    failed_again: int = 0
+    skipped: int = 0  # the handler that failed is no longer configured
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed_again or self.skipped else 0
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self._shown = 0.0
+
+    def show(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self._shown < PROGRESS_INTERVAL):
+            return
+        self._shown = now
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if final else ""
+        print(f"\rreplay [{bar}] {done}/{self.total}", end=end, file=sys.stderr, flush=True)
+
+
+def replay_records(
+    settings: Settings, store: DeadLetterStore, filters: RecordFilter | None, progress: bool
+) -> ReplayResult:
+    REDACTOR.add(secret_values(settings))
+    return asyncio.run(_replay(settings, store, filters, progress))
+
+
+async def _replay(
+    settings: Settings, store: DeadLetterStore, filters: RecordFilter | None, progress: bool
+) -> ReplayResult:
+    result = ReplayResult(selected=store.count(filters))
+    meter = _Progress(result.selected, progress)
+    metrics = Metrics()
+    routes = build_routes(settings, HandlerContext(settings, metrics))
+    configured = {route.name for route in routes}
+    record_of: dict[int, int] = {}  # id(delivery) -> record id
+
+    def acknowledge(delivery: Delivery, dead_lettered: bool) -> None:
+        record_id = record_of.pop(id(delivery))
+        if dead_lettered:
+            result.failed_again += 1
+        else:
+            store.delete(record_id)
+            result.replayed += 1
+        meter.show(result.replayed + result.failed_again + result.skipped)
+
+    codec = TuyaCodec(
+        settings.tuya.access_secret.get_secret_value(), sign_check=settings.tuya.sign_check
+    )
+    pipeline = Pipeline(
+        codec,
+        routes,
+        store,
+        acknowledge,
+        RetryPolicy(settings.retry),
+        metrics,
+        max_in_flight=settings.consumer.max_in_flight,
+        dedupe_capacity=settings.consumer.dedupe_cache_size,
+        keep_plaintext=settings.dead_letter.store_plaintext,
+    )
+    for route in routes:
+        with contextlib.suppress(HandlerError):  # retried per event, as in the daemon
+            await route.handler.start()
+    try:
+        for record in store.iter(filters):
+            only = record.handler if record.stage == HANDLER_STAGE else None
+            if only is not None and only not in configured:
+                result.skipped += 1
+                continue
+            await pipeline.wait_for_capacity()
+            delivery = record.to_delivery()
+            record_of[id(delivery)] = record.id
+            pipeline.submit(delivery, only_handler=only)
+        await pipeline.join()
+    finally:
+        for route in reversed(routes):
+            await route.handler.stop()
+    meter.show(result.replayed + result.failed_again + result.skipped, final=True)
+    return result
