@@ -31,6 +31,8 @@ CONFIG_TEMPLATE = HERE / "standalone.conf"
 LOG4J_CONFIG = HERE / "log4j2.xml"
 START_TIMEOUT_S = 180.0  # a cold JVM on a busy 2-core machine; warm starts take ~15 s
 STOP_TIMEOUT_S = 60.0
+WORKDIR_PREFIX = "tuya-pulsar-"
+OWNER_FILE = "owner.pid"
 
 JVM_OPTIONS = (
     "-Xms256m",
@@ -79,8 +81,12 @@ class PulsarBroker:
     ) -> None:
         self.classpath = classpath
         self.ports = ports or BrokerPorts.free()
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="tuya-pulsar-"))
+        if workdir is None:
+            sweep_stale_workdirs()
+            workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
         self.log_path = self.workdir / "broker.log"
         self._log = log
         self.credentials = CredentialsFile(self.workdir / "credentials.properties")
@@ -274,6 +280,27 @@ class PulsarBroker:
     def _kill_if_running(self) -> None:
         if self.is_running():
             self.kill()
+
+
+def sweep_stale_workdirs() -> None:
+    """Delete the directories of brokers whose Python owner died without closing them."""
+    for workdir in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            owner = int((workdir / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _java() -> str:

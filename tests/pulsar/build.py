@@ -64,7 +64,7 @@ def _resolve_classpath(log: Log) -> tuple[str, ...]:
         if all(Path(jar).is_file() for jar in jars):
             return jars
         log("pulsar test broker: jars missing from ~/.m2, resolving again")
-    log("pulsar test broker: resolving pulsar-broker with Maven (the first run downloads ~400 MB)")
+    log("pulsar test broker: resolving pulsar-broker with Maven (the first run downloads ~260 MB)")
     _run_maven(log)
     stamp.write_text(fingerprint)
     return _read_classpath()
