@@ -28,6 +28,7 @@ def _builtin_types() -> dict[str, str]:
     return {
         "log": "tuya_events.handlers.log:LogHandler",
         "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
+        "webhook": "tuya_events.handlers.webhook:WebhookHandler",
     }
 
 

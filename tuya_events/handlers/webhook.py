@@ -1,0 +1,419 @@
+"""``type: webhook``: POST each event as JSON to a URL, signed the Standard Webhooks way.
+
+``handle`` returns only after a 2xx answer, so the Tuya message is acknowledged only once the
+receiver has it. Failures are classified for the pipeline: network errors, timeouts and 5xx are
+outages (retried for ``retry.infrastructure_max_time``), 408 and 429 are retried as ordinary
+failures, any other status (3xx, 4xx) will never work and is dead-lettered at once with the
+status and the start of the answer. ``Retry-After`` (seconds or an HTTP date) is passed on.
+
+Options::
+
+    url: https://example.com/hooks/tuya       # http:// or https://
+    headers: {Authorization: "Bearer ..."}    # sent with every request
+    timeout: 10s                              # the whole request, per attempt
+    max_concurrency: 64                       # requests at once (one connection each)
+    verify_tls: true                          # false only for tests
+    ca_file: /etc/ssl/my-ca.pem               # trust this CA instead of the system's
+    secret: whsec_...                         # or secret_file: PATH; enables signing
+    max_retry_after: 5m                       # cap on a receiver's Retry-After
+    batch: {max_size: 100, max_wait: 50ms}    # optional: JSON arrays of events
+
+Signing (when ``secret`` is set) follows the Standard Webhooks spec, see
+:mod:`tuya_events.handlers.webhook_signing`: a ``whsec_<base64>`` secret is base64-decoded to
+the HMAC key, any other secret is used as its UTF-8 bytes. ``webhook-id`` is the event's id
+(Tuya's dataId, else the message id: stable across retries). With batching the body is a JSON
+array and ``webhook-id`` is ``batch_`` + a SHA-256 of the contained ids (see
+:func:`~tuya_events.handlers.webhook_signing.batch_id`); receivers should deduplicate on each
+element's ``id``, since a retried event may travel in a different batch.
+
+Secrets stay inside: the secret, credentials in the URL and the values of credential-like headers
+(Authorization, Cookie, ``*token*``, ``*key*``, ...) are masked in every failure message, also
+when a receiver echoes them in its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from yarl import URL
+
+from tuya_events import __version__
+from tuya_events.config.types import Duration
+from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.payload import event_id, event_payload
+from tuya_events.handlers.webhook_signing import (
+    ID_HEADER,
+    RECOMMENDED_KEY_BYTES,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    batch_id,
+    signed_headers,
+    signing_key,
+    webhook_id,
+)
+from tuya_events.observability.logging import get_logger
+from tuya_events.observability.redact import MASK, REDACTOR
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.tuya.events import Event
+
+log = get_logger("tuya_events.handlers.webhook")
+
+EXCERPT_CHARS = 200
+# Bytes of an error answer read for the excerpt; the rest is discarded with the connection.
+EXCERPT_READ_BYTES = 4096
+# A success answer up to this size is read so the connection can be reused; beyond, it is closed.
+DRAIN_BYTES = 64 * 1024
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Set by the handler (or by aiohttp): configuring them would break signing or framing.
+_RESERVED_HEADERS = frozenset(
+    {ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-length", "host", "transfer-encoding"}
+)
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIAL_WORDS = ("auth", "token", "key", "secret", "password", "session", "signature")
+_MIN_MASKED_LENGTH = 4  # shorter values would mask ordinary words in messages
+
+
+class BatchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_size: int = Field(default=100, ge=1, le=10_000)
+    max_wait: Duration = Field(default=0.05, le=60.0)
+
+
+class WebhookOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = Field(default=10.0, gt=0)
+    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    secret: SecretStr | None = None
+    max_retry_after: Duration = 300.0
+    batch: BatchOptions | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            url = URL(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be an http:// or https:// URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if url.fragment:
+            raise ValueError("must not have a #fragment")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"{name} is set by the handler; remove it")
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(f"the value of {name} must be one line")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            signing_key(value.get_secret_value())  # ValueError, never with the secret in it
+        return value
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP-date; None if absent or
+    unreadable (then the pipeline's own backoff applies)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; a zone-less one is taken as such
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _credential_values(options: WebhookOptions) -> list[str]:
+    """Everything that must never appear in a message: the secret, URL credentials, and the
+    values of credential-like headers (with an Authorization scheme's token on its own too)."""
+    values: list[str] = []
+    if options.secret is not None:
+        values.append(options.secret.get_secret_value())
+    url = URL(options.url)
+    if url.password:
+        values.append(url.password)
+    values.extend(v for v in url.query.values() if v)
+    for name, value in options.headers.items():
+        lowered = name.lower()
+        if lowered in _CREDENTIAL_HEADERS or any(w in lowered for w in _CREDENTIAL_WORDS):
+            values.append(value)
+            credentials = value.partition(" ")[2]
+            if credentials.strip():
+                values.append(credentials.strip())
+    return [v for v in values if len(v) >= _MIN_MASKED_LENGTH]
+
+
+@dataclass(slots=True)
+class _Pending:
+    event_id: str
+    body: bytes
+    result: asyncio.Future[None]
+
+
+def _copy(error: HandlerError) -> HandlerError:
+    """One exception object per waiter: raising a shared one would tangle tracebacks."""
+    return HandlerError(
+        error.reason,
+        error.message,
+        retryable=error.retryable,
+        infrastructure=error.infrastructure,
+        retry_after=error.retry_after,
+    )
+
+
+class _Batcher:
+    """Collects events into arrays: a batch leaves when full or ``max_wait`` after its first
+    event. Every caller awaits the outcome of the request that carried its event."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes, str], Awaitable[None]],
+        max_size: int,
+        max_wait: float,
+    ) -> None:
+        self._send = send
+        self._max_size = max_size
+        self._max_wait = max_wait
+        self._pending: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._requests: set[asyncio.Task[None]] = set()
+
+    async def submit(self, event_id: str, body: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        item = _Pending(event_id, body, loop.create_future())
+        self._pending.append(item)
+        if len(self._pending) >= self._max_size:
+            self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_wait, self.flush)
+        await item.result
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        items, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._request(items))
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _request(self, items: list[_Pending]) -> None:
+        body = b"[" + b",".join(item.body for item in items) + b"]"
+        try:
+            await self._send(body, batch_id(item.event_id for item in items))
+        except HandlerError as error:
+            outcome: HandlerError | None = error
+        except Exception as exc:  # a bug: the pipeline retries it like any handler exception
+            outcome = HandlerError("handler_error", f"{type(exc).__name__}: {exc}")
+        else:
+            outcome = None
+        for item in items:
+            if item.result.done():  # its caller was cancelled (shutdown timeout)
+                continue
+            if outcome is None:
+                item.result.set_result(None)
+            else:
+                item.result.set_exception(_copy(outcome))
+
+    async def close(self) -> None:
+        """Send what is pending and wait for every request still under way."""
+        self.flush()
+        if self._requests:
+            await asyncio.gather(*self._requests, return_exceptions=True)
+
+
+class WebhookHandler(BaseHandler):
+    """POST events to one URL; see the module docstring for options and outcomes."""
+
+    Options = WebhookOptions
+    # The request timeout is applied per attempt inside ``handle``; waiting for a free slot
+    # (``max_concurrency``) or for a batch to fill is backpressure, not a failure, so the
+    # pipeline's per-call timeout stays off.
+    timeout: float | None = None
+
+    def __init__(self, name: str, options: WebhookOptions, context: object = None) -> None:
+        super().__init__(name)
+        self.options = options
+        self._url = URL(options.url)
+        self._origin = f"{self._url.scheme}://{self._url.host}:{self._url.port}"
+        self._key = (
+            signing_key(options.secret.get_secret_value()) if options.secret is not None else None
+        )
+        self._masked = sorted(_credential_values(options), key=len, reverse=True)
+        REDACTOR.add(self._masked)  # and for any log line that might carry them
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(options.max_concurrency)
+        self._batcher: _Batcher | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        options = self.options
+        ssl_option: ssl.SSLContext | bool
+        if options.verify_tls:
+            ssl_option = ssl.create_default_context(cafile=options.ca_file)
+        else:
+            ssl_option = False
+            log.warning("webhook TLS verification is off", handler=self.name)
+        if self._key is not None and len(self._key) < RECOMMENDED_KEY_BYTES:
+            log.warning(
+                "webhook secret is shorter than the 24 bytes Standard Webhooks asks for",
+                handler=self.name,
+            )
+        connector = aiohttp.TCPConnector(
+            limit=options.max_concurrency, limit_per_host=0, ssl=ssl_option
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=options.timeout),
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": f"tuya-events/{__version__}",
+                **options.headers,
+            },
+            raise_for_status=False,
+            trust_env=False,
+        )
+        if options.batch is not None:
+            self._batcher = _Batcher(self._post, options.batch.max_size, options.batch.max_wait)
+        log.info(
+            "webhook handler ready",
+            handler=self.name,
+            origin=self._origin,
+            signed=self._key is not None,
+            batch=options.batch.max_size if options.batch else None,
+            max_concurrency=options.max_concurrency,
+        )
+
+    async def stop(self) -> None:
+        """Flush pending batches, wait for their requests, then close the connections."""
+        if self._batcher is not None:
+            await self._batcher.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- per event --------------------------------------------------------------------------
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        body = orjson.dumps(event_payload(event, delivery))
+        if self._batcher is not None:
+            await self._batcher.submit(event_id(event, delivery), body)
+        else:
+            await self._post(body, webhook_id(event_id(event, delivery)))
+
+    async def _post(self, body: bytes, message_id: str) -> None:
+        """One request; returns on 2xx, raises a classified HandlerError otherwise."""
+        session = self._session
+        if session is None:
+            raise HandlerError("not_started", "the webhook handler is not started")
+        async with self._slots:
+            # Signed once a slot is free, so the timestamp is the attempt's own.
+            headers = signed_headers(self._key, message_id, body) if self._key else None
+            try:
+                async with session.post(
+                    self._url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    if 200 <= status < 300:
+                        await _drain(response)
+                        return
+                    excerpt = await _excerpt(response)
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), time.time()
+                    )
+            except asyncio.TimeoutError:
+                raise HandlerError(
+                    "timeout",
+                    f"no complete answer from {self._origin} within {self.options.timeout:g}s",
+                    infrastructure=True,
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise HandlerError(
+                    "network_error",
+                    self._scrub(f"{type(exc).__name__}: {exc}"),
+                    infrastructure=True,
+                ) from None
+        raise self._status_error(status, excerpt, retry_after)
+
+    def _status_error(self, status: int, excerpt: str, retry_after: float | None) -> HandlerError:
+        message = self._scrub(f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}")
+        reason = f"http_{status}"
+        if retry_after is not None:
+            retry_after = min(retry_after, self.options.max_retry_after)
+        if status >= 500:
+            return HandlerError(reason, message, infrastructure=True, retry_after=retry_after)
+        if status in (408, 429):
+            return HandlerError(reason, message, retryable=True, retry_after=retry_after)
+        # 3xx (redirects are not followed: fix the URL) and the other 4xx will never work.
+        return HandlerError(reason, message, retryable=False)
+
+    def _scrub(self, text: str) -> str:
+        for value in self._masked:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read a small answer to the end so its connection goes back to the pool."""
+    read = 0
+    async for chunk in response.content.iter_any():
+        read += len(chunk)
+        if read > DRAIN_BYTES:
+            response.close()
+            return
+
+
+async def _excerpt(response: aiohttp.ClientResponse) -> str:
+    """The first characters of an error answer, whitespace folded so it stays one log line."""
+    data = bytearray()
+    try:
+        async for chunk in response.content.iter_any():
+            data += chunk
+            if len(data) >= EXCERPT_READ_BYTES:
+                response.close()  # not worth reading on: the connection is dropped instead
+                break
+    except aiohttp.ClientError:
+        pass
+    return " ".join(data.decode("utf-8", "replace")[:EXCERPT_CHARS].split())
