@@ -7,6 +7,7 @@ the cached classpath is still in ~/.m2).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -50,8 +51,11 @@ def prepare(log: Log = print) -> BrokerClasspath:
     """Resolve (Maven) and compile (javac) what changed since the last call."""
     started = time.monotonic()
     CACHE.mkdir(exist_ok=True)
-    jars = _resolve_classpath(log)
-    _compile_provider(jars, log)
+    # Two test runs preparing at once (a developer's and CI's) take turns.
+    with (CACHE / "prepare.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        jars = _resolve_classpath(log)
+        _compile_provider(jars, log)
     log(f"pulsar test broker: classpath ready ({len(jars)} jars) in {_since(started)}")
     return BrokerClasspath(jars=jars, classes_dir=CLASSES_DIR)
 
