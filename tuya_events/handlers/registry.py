@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "tuya_events.handlers"
 
 def _builtin_types() -> dict[str, str]:
     return {
+        "database": "tuya_events.handlers.database:DatabaseHandler",
         "log": "tuya_events.handlers.log:LogHandler",
         "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
         "webhook": "tuya_events.handlers.webhook:WebhookHandler",

@@ -1,0 +1,126 @@
+"""``type: database``: every event into SQLite (``path``) or PostgreSQL (``dsn``).
+
+``handle()`` returns only once the batch carrying its event is committed, so the pipeline
+acknowledges a message only after its rows are durable. Redeliveries insert nothing new (the
+event id is unique), and the latest status of a data point moves only forward in time, so a
+retried batch or a replayed message can never corrupt what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import orjson
+
+from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.database.batcher import Batcher, BatcherClosed
+from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE
+from tuya_events.handlers.database.options import DatabaseOptions, describe
+from tuya_events.handlers.database.postgres import PostgresBackend
+from tuya_events.handlers.database.rows import Record, RecordBuilder
+from tuya_events.handlers.database.sqlite import SQLiteBackend
+from tuya_events.observability.logging import get_logger
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.tuya.events import Event
+
+log = get_logger("tuya_events.handlers.database")
+
+
+class Backend(Protocol):
+    dialect: str
+    concurrency: int
+    schema_version: int
+
+    async def open(self) -> None: ...
+
+    async def write(self, records: list[Record]) -> list[HandlerError | None]: ...
+
+    async def close(self) -> None: ...
+
+
+def make_backend(options: DatabaseOptions) -> Backend:
+    if options.dsn is not None:
+        return PostgresBackend(
+            options.dsn.get_secret_value(),
+            options.table_prefix,
+            pool_size=options.pool_size,
+            connect_timeout=options.connect_timeout,
+            command_timeout=options.command_timeout,
+            secrets=options.dsn_secrets(),
+        )
+    assert options.path is not None  # the options allow exactly one of the two
+    return SQLiteBackend(options.path, options.table_prefix, options.busy_timeout)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a failure as seen even when its caller gave up waiting (pipeline timeout)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class DatabaseHandler(BaseHandler):
+    Options = DatabaseOptions
+
+    def __init__(self, name: str, options: DatabaseOptions, context: Any = None) -> None:
+        super().__init__(name)
+        self.options = options
+        # The redactor masks configured secrets already; this covers handlers built in code.
+        REDACTOR.add(options.dsn_secrets())
+        self.builder = RecordBuilder(
+            options.store_events, options.store_latest_status, options.store_device_events
+        )
+        self.backend = make_backend(options)
+        self.batcher: Batcher[Record] = Batcher(
+            self.backend.write,
+            options.batch.max_size,
+            options.batch.max_wait,
+            self.backend.concurrency,
+        )
+
+    async def start(self) -> None:
+        """Connect and migrate. PostgreSQL being down is no reason not to start: the first
+        batches then fail as an outage and are retried. SQLite failing to open is a setup
+        error, raised."""
+        where = describe(self.options)
+        try:
+            await self.backend.open()
+        except HandlerError as error:
+            if not error.infrastructure:
+                raise
+            log.warning(
+                "database unavailable at start; events wait unacknowledged until it is back",
+                handler=self.name,
+                error=error.message,
+                **where,
+            )
+            return
+        log.info(
+            "database ready", handler=self.name, schema_version=self.backend.schema_version, **where
+        )
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        try:
+            record = self.builder.build(event, delivery, int(time.time() * 1000))
+        except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+            raise HandlerError(
+                REFUSED, f"the event cannot be stored as JSON: {exc}", retryable=False
+            ) from None
+        if record.event is None and not record.statuses and record.device_event is None:
+            return  # nothing of this event is stored (store_* options)
+        try:
+            future = self.batcher.submit(record)
+        except BatcherClosed as exc:
+            raise HandlerError(UNAVAILABLE, str(exc), infrastructure=True) from None
+        future.add_done_callback(_retrieve)
+        # Shielded: a caller that stops waiting must not cancel a batch other events share.
+        await asyncio.shield(future)
+
+    async def stop(self) -> None:
+        """Write what is pending, then disconnect."""
+        try:
+            await self.batcher.close()
+        finally:
+            await self.backend.close()

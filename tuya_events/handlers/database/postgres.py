@@ -1,0 +1,205 @@
+"""PostgreSQL through asyncpg: a small pool, one transaction per batch, and reconnection that
+needs nothing but the next attempt.
+
+A batch is three statements, each taking whole columns as arrays (``INSERT ... SELECT FROM
+unnest($1::text[], ...)``): one round trip per table whatever the batch size, prepared once per
+connection. benchmarks/database.py measured it against ``executemany`` and against ``COPY`` into
+a temporary table followed by ``INSERT ... SELECT``; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+
+import asyncpg
+
+from tuya_events.handlers.base import HandlerError
+from tuya_events.handlers.database.errors import classify, is_data_error
+from tuya_events.handlers.database.rows import Record, Row, Rows, batch_rows
+from tuya_events.handlers.database.schema import (
+    DEVICE_EVENT_COLUMNS,
+    EVENT_COLUMNS,
+    JSON_COLUMNS,
+    POSTGRES,
+    STATUS_COLUMNS,
+    create_versions_table,
+    insert_version,
+    pending,
+    versions_table,
+)
+from tuya_events.observability.logging import get_logger
+
+log = get_logger("tuya_events.handlers.database")
+
+POOL_CLOSE_TIMEOUT = 10.0
+_INTEGER_COLUMNS = frozenset({"protocol", "partition"})
+
+
+def _array_type(column: str) -> str:
+    if column in _INTEGER_COLUMNS:
+        return "integer[]"
+    return "bigint[]" if column.endswith("_ms") else "text[]"
+
+
+def _insert_unnest(table: str, columns: tuple[str, ...], conflict: str) -> str:
+    arrays = ", ".join(f"${n}::{_array_type(c)}" for n, c in enumerate(columns, 1))
+    selected = ", ".join(f"{c}::jsonb" if c in JSON_COLUMNS else c for c in columns)
+    return (
+        f"INSERT INTO {table} AS existing ({', '.join(columns)}) "
+        f"SELECT {selected} FROM unnest({arrays}) AS incoming ({', '.join(columns)}) "
+        f"ON CONFLICT {conflict}"
+    )
+
+
+def statements(prefix: str) -> tuple[str, str, str]:
+    """The three writes: events and device events once per id, latest status if newer."""
+    newer = (
+        "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
+        "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
+        "WHERE excluded.t_ms > existing.t_ms"
+    )
+    return (
+        _insert_unnest(f"{prefix}events", EVENT_COLUMNS, "(id) DO NOTHING"),
+        _insert_unnest(f"{prefix}latest_status", STATUS_COLUMNS, newer),
+        _insert_unnest(f"{prefix}device_events", DEVICE_EVENT_COLUMNS, "(id) DO NOTHING"),
+    )
+
+
+def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
+    return list(zip(*rows, strict=True))
+
+
+def advisory_lock_key(prefix: str) -> int:
+    """A bigint per table prefix: daemons sharing tables serialise their migrations."""
+    digest = hashlib.blake2b(f"tuya_events.database:{prefix}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def migrate(connection: asyncpg.Connection, prefix: str) -> int:
+    """Apply the missing versions in one transaction, under a transaction-scoped advisory lock
+    (PostgreSQL's DDL is transactional: a failed migration leaves nothing behind)."""
+    versions = versions_table(prefix)
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", advisory_lock_key(prefix))
+        await connection.execute(create_versions_table(prefix, "BIGINT"))
+        current = await connection.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {versions}")
+        for migration in pending(current):
+            for statement in migration.statements(POSTGRES, prefix):
+                await connection.execute(statement)
+            await connection.execute(
+                insert_version(prefix, "$"),
+                migration.version,
+                migration.description,
+                int(time.time() * 1000),
+            )
+            current = migration.version
+    return int(current)
+
+
+class PostgresBackend:
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        dsn: str,
+        prefix: str,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self._dsn = dsn
+        self.prefix = prefix
+        self.concurrency = pool_size
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._secrets = tuple(secrets) or (dsn,)
+        self.schema_version = 0
+        self._insert_event, self._upsert_status, self._insert_device_event = statements(prefix)
+        self._pool: asyncpg.Pool | None = None
+        self._migrated = False
+        self._migrating = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Connect and migrate. An outage is raised as a HandlerError(infrastructure=True)."""
+        try:
+            await self._ensure()
+        except Exception as exc:
+            raise (await self._failed(exc, 1))[0] from None
+
+    async def _ensure(self) -> asyncpg.Pool:
+        if self._pool is None:
+            # min_size=0: creating the pool connects nothing, so it cannot fail for an outage;
+            # connections are made (and remade after one broke) on acquire.
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=0,
+                max_size=self.concurrency,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+            )
+        if not self._migrated:
+            async with self._migrating:
+                if not self._migrated:
+                    async with self._pool.acquire(timeout=self.connect_timeout) as connection:
+                        self.schema_version = await migrate(connection, self.prefix)
+                    self._migrated = True
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT)
+        except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()
+
+    async def write(self, records: list[Record]) -> list[HandlerError | None]:
+        """One transaction for the batch; when the data is refused, each event alone, so only
+        the events at fault fail."""
+        try:
+            await self._commit(batch_rows(records))
+            return [None] * len(records)
+        except Exception as exc:
+            if not is_data_error(exc) or len(records) == 1:
+                return list(await self._failed(exc, len(records)))
+        outcomes: list[HandlerError | None] = []
+        for index, record in enumerate(records):
+            try:
+                await self._commit(batch_rows([record]))
+                outcomes.append(None)
+            except Exception as exc:
+                if is_data_error(exc):
+                    outcomes += await self._failed(exc, 1)
+                    continue
+                outcomes += await self._failed(exc, len(records) - index)
+                break
+        return outcomes
+
+    async def _commit(self, rows: Rows) -> None:
+        pool = await self._ensure()
+        async with (
+            pool.acquire(timeout=self.connect_timeout) as connection,
+            connection.transaction(),
+        ):
+            if rows.events:
+                await connection.execute(self._insert_event, *_columns(rows.events))
+            if rows.statuses:
+                await connection.execute(self._upsert_status, *_columns(rows.statuses))
+            if rows.device_events:
+                await connection.execute(self._insert_device_event, *_columns(rows.device_events))
+
+    async def _failed(self, exc: BaseException, count: int) -> list[HandlerError]:
+        """``count`` errors for ``exc`` (one per event: each is raised in its own caller)."""
+        errors = [classify(exc, self._secrets) for _ in range(count)]
+        if errors[0].infrastructure:
+            # The server may have restarted: idle connections are dead, and it may even be a
+            # restored one with an older schema. Both are checked again on the next attempt.
+            self._migrated = False
+            if self._pool is not None:
+                await self._pool.expire_connections()
+        return errors
