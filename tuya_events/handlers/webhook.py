@@ -54,6 +54,7 @@ from tuya_events.handlers.payload import event_id, event_payload
 from tuya_events.handlers.webhook_signing import (
     ID_HEADER,
     RECOMMENDED_KEY_BYTES,
+    SECRET_PREFIX,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     batch_id,
@@ -166,7 +167,8 @@ def _credential_values(options: WebhookOptions) -> list[str]:
     values of credential-like headers (with an Authorization scheme's token on its own too)."""
     values: list[str] = []
     if options.secret is not None:
-        values.append(options.secret.get_secret_value())
+        secret = options.secret.get_secret_value()
+        values += [secret, secret.removeprefix(SECRET_PREFIX)]
     url = URL(options.url)
     if url.password:
         values.append(url.password)
