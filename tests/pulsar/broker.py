@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import IO
 
@@ -125,7 +125,7 @@ class PulsarBroker:
         """Start the JVM and wait until it serves; returns the seconds it took."""
         if self.is_running():
             raise RuntimeError(f"broker already running (pid {self.pid})")
-        taken = [port for port in vars(self.ports).values() if not is_free(port)]
+        taken = [port for port in astuple(self.ports) if not is_free(port)]
         if taken:
             raise BrokerStartError(f"ports {taken} are taken by another process")
         started = time.monotonic()
