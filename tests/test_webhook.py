@@ -477,6 +477,24 @@ def test_order_per_device_is_kept_under_concurrency(
     assert 2 <= receiver.max_concurrent <= 6  # concurrent, and bounded by max_concurrency
 
 
+def test_waiting_for_a_free_slot_does_not_count_against_the_timeout(
+    tmp_path: Path, receivers: Callable[..., WebhookReceiver]
+) -> None:
+    # One request at a time, each answered in 0.15 s: the fourth waits 0.45 s for its turn,
+    # longer than the 0.3 s timeout, which bounds only its own request.
+    receiver = receivers(delay=0.15)
+    handler = webhook(receiver.url, max_concurrency=1, timeout="300ms")
+
+    async def scenario(h: Harness) -> tuple[int, float]:
+        ids = publish(h, devices=4, per_device=1)
+        await wait_until(lambda: len(h.source.acknowledged) == len(ids))
+        retries = h.daemon.metrics.handler_outcomes.labels("webhook", "retry")._value.get()
+        return h.store.count(), retries
+
+    assert run_pipeline(tmp_path, handler, scenario) == (0, 0)
+    assert receiver.max_concurrent == 1 and len(receiver.accepted) == 4
+
+
 def batch_webhook_id(ids: list[str]) -> str:
     return "batch_" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
 
