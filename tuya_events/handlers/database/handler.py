@@ -8,7 +8,6 @@ retried batch or a replayed message can never corrupt what is stored.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Protocol
 
@@ -53,12 +52,6 @@ def make_backend(options: DatabaseOptions) -> Backend:
         )
     assert options.path is not None  # the options allow exactly one of the two
     return SQLiteBackend(options.path, options.table_prefix, options.busy_timeout)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark a failure as seen even when its caller gave up waiting (pipeline timeout)."""
-    if not future.cancelled():
-        future.exception()
 
 
 class DatabaseHandler(BaseHandler):
@@ -114,9 +107,9 @@ class DatabaseHandler(BaseHandler):
             future = self.batcher.submit(record)
         except BatcherClosed as exc:
             raise HandlerError(UNAVAILABLE, str(exc), infrastructure=True) from None
-        future.add_done_callback(_retrieve)
-        # Shielded: a caller that stops waiting must not cancel a batch other events share.
-        await asyncio.shield(future)
+        # A caller that stops waiting (cancelled) cancels only its own future: the batch, shared
+        # with other events, is written anyway and the batcher skips the cancelled future.
+        await future
 
     async def stop(self) -> None:
         """Write what is pending, then disconnect."""

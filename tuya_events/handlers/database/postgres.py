@@ -25,6 +25,7 @@ from tuya_events.handlers.database.schema import (
     JSON_COLUMNS,
     POSTGRES,
     STATUS_COLUMNS,
+    SchemaTooNew,
     create_versions_table,
     insert_version,
     pending,
@@ -124,9 +125,12 @@ class PostgresBackend:
         self._migrating = asyncio.Lock()
 
     async def open(self) -> None:
-        """Connect and migrate. An outage is raised as a HandlerError(infrastructure=True)."""
+        """Connect and migrate. An outage is raised as a HandlerError(infrastructure=True); a
+        schema newer than this code as itself, to stop the start."""
         try:
             await self._ensure()
+        except SchemaTooNew:
+            raise
         except Exception as exc:
             raise (await self._failed(exc, 1))[0] from None
 
