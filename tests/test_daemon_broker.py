@@ -290,3 +290,47 @@ def test_two_instances_failover_takes_over_partitions_and_loses_nothing(
     print(f"failover: lost={report.lost} duplicated={report.duplicated}")
     assert report.lost == 0 and report.out_of_order == 0
     assert b.stop() == 0
+
+
+def test_wrong_secret_exits_69_and_says_what_to_check(
+    pulsar_broker: PulsarBroker, tuya_tenant: TuyaTenant, tmp_path: Path
+) -> None:
+    from tests.pulsar.tenant import TuyaTenant as Tenant
+
+    wrong = Tenant(
+        type(tuya_tenant.credentials)(tuya_tenant.access_id, "W" * 32),
+        tuya_tenant.broker_url,
+        tuya_tenant.websocket_url,
+    )
+    daemon = DaemonProcess(
+        tmp_path, wrong, "refused", tmp_path / "handled.jsonl", consumer={"operation_timeout": "5s"}
+    )
+    try:
+        daemon.start()
+        assert daemon.wait(90) == 69
+    finally:
+        daemon.close()
+    log = daemon.log_path.read_text()
+    assert "did not accept the subscription" in log
+    for what_to_check in ("tuya.access_secret", "tuya.region", "event-test"):
+        assert what_to_check in log
+    assert "W" * 32 not in log
+
+
+def test_unreachable_broker_exits_69_naming_the_url(
+    tuya_tenant: TuyaTenant, tmp_path: Path
+) -> None:
+    from tests.daemon_process import free_port
+    from tests.pulsar.tenant import TuyaTenant as Tenant
+
+    nowhere = Tenant(tuya_tenant.credentials, f"pulsar://127.0.0.1:{free_port()}", "")
+    daemon = DaemonProcess(
+        tmp_path, nowhere, "unreachable", tmp_path / "h.jsonl", consumer={"operation_timeout": "3s"}
+    )
+    try:
+        daemon.start()
+        assert daemon.wait(60) == 69
+    finally:
+        daemon.close()
+    log = daemon.log_path.read_text()
+    assert "cannot reach the Tuya message service" in log and nowhere.broker_url in log

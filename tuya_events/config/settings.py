@@ -63,6 +63,7 @@ class ConsumerSettings(Section):
     max_in_flight: int = Field(default=1000, ge=1, le=1_000_000)
     receiver_queue_size: int = Field(default=1000, ge=1, le=100_000)
     shutdown_timeout: Duration = 30.0
+    operation_timeout: Duration = 30.0
     dedupe_cache_size: int = Field(default=100_000, ge=0)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pulsar
 
@@ -27,6 +29,18 @@ POLL_MILLIS = 100
 
 class SourceUnavailable(Exception):
     """The message service refused us or cannot be reached; the text says what to check."""
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    parsed = urlsplit(url)
+    if not parsed.hostname:
+        return False
+    port = parsed.port or (6651 if parsed.scheme == "pulsar+ssl" else 6650)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _to_delivery(message: pulsar.Message) -> Delivery:
@@ -49,15 +63,10 @@ def _to_deliveries(messages: list[pulsar.Message]) -> list[Delivery]:
 
 
 class PulsarSource:
-    def __init__(
-        self,
-        settings: Settings,
-        consumer_name: str | None = None,
-        operation_timeout_seconds: int = 30,
-    ) -> None:
+    def __init__(self, settings: Settings, consumer_name: str | None = None) -> None:
         self.settings = settings
         self.consumer_name = consumer_name
-        self.operation_timeout_seconds = operation_timeout_seconds
+        self.operation_timeout_seconds = max(1, round(settings.consumer.operation_timeout))
         self._client: pulsar.Client | None = None
         self._consumer: pulsar.Consumer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulsar-receive")
@@ -97,33 +106,41 @@ class PulsarSource:
 
     async def start(self) -> None:
         tuya = self.settings.tuya
-        if not self.settings.tls.verify_certificates and tuya.resolved_pulsar_url.startswith(
-            "pulsar+ssl"
-        ):
+        url = tuya.resolved_pulsar_url
+        if not self.settings.tls.verify_certificates and url.startswith("pulsar+ssl"):
             log.warning(
                 "TLS certificate verification is OFF (tls.insecure): do not use in production"
             )
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-        except pulsar.AuthenticationError as exc:
-            await self.close()
-            raise SourceUnavailable(
-                auth_failure_hint(tuya.access_id, tuya.resolved_pulsar_url, tuya.topic)
-            ) from exc
         except pulsar.PulsarException as exc:
             await self.close()
-            raise SourceUnavailable(
-                f"cannot subscribe to {tuya.topic} at {tuya.resolved_pulsar_url}: {exc}. Check "
-                "tuya.region / tuya.pulsar_url, the network path to the broker, TLS settings, and "
-                "that the message service is enabled for this environment "
-                f"({tuya.environment})."
-            ) from exc
+            raise SourceUnavailable(self._explain(exc)) from exc
         log.info(
-            "subscribed",
-            url=tuya.resolved_pulsar_url,
-            topic=tuya.topic,
-            subscription=tuya.subscription,
-            type="Failover",
+            "subscribed", url=url, topic=tuya.topic, subscription=tuya.subscription, type="Failover"
+        )
+
+    def _explain(self, exc: Exception) -> str:
+        """Why subscribing failed, in terms of what the user can check.
+
+        A refused login does not surface as an authentication error: pulsar-client retries until
+        its operation timeout. A timeout from a broker whose port answers therefore most likely
+        means the credentials (or topic) were refused.
+        """
+        tuya = self.settings.tuya
+        url = tuya.resolved_pulsar_url
+        hint = auth_failure_hint(tuya.access_id, url, tuya.topic)
+        if isinstance(exc, pulsar.AuthenticationError):
+            return hint
+        if _reachable(url):
+            return (
+                f"the broker at {url} is reachable but did not accept the subscription "
+                f"({type(exc).__name__}: {exc}). This usually means the login was refused. {hint}"
+            )
+        return (
+            f"cannot reach the Tuya message service at {url} ({type(exc).__name__}: {exc}). "
+            "Check tuya.region / tuya.pulsar_url, DNS and the network path (outbound TCP to that "
+            "port), and the TLS settings (tls.ca_file)."
         )
 
     async def receive_batch(self) -> list[Delivery]:
