@@ -123,31 +123,40 @@ class DeviceEvent(Event):
 
 def _status_item(raw: Any) -> StatusItem:
     if not isinstance(raw, dict):
-        return StatusItem(code=None, value=raw)
-    dp_id = next((key for key in raw if key.isdigit()), None)
+        return StatusItem(None, raw)
+    dp_id = None
+    for key in raw:
+        if key.isdigit():
+            dp_id = key
+            break
+    if dp_id is None:
+        dp_id = _text(raw.get("dpId"))
     code = raw.get("code")
-    return StatusItem(
-        code=code if isinstance(code, str) else None,
-        value=raw.get("value"),
-        t_ms=timestamp_ms(raw.get("t", raw.get("time"))),
-        dp_id=dp_id if dp_id is not None else _text(raw.get("dpId")),
-    )
+    t = raw.get("t")
+    if t is None:
+        t = raw.get("time")
+    # Whole milliseconds are the common case: skip the general parser for them.
+    t_ms = t if type(t) is int and t >= _SECONDS_LIMIT else timestamp_ms(t)
+    return StatusItem(code if isinstance(code, str) else None, raw.get("value"), t_ms, dp_id)
 
 
-def _status_report(
-    common: dict[str, Any], raw_items: list[Any], envelope_t_ms: int | None
-) -> Event:
-    items = tuple(_status_item(raw) for raw in raw_items)
-    latest = max((item.t_ms for item in items if item.t_ms is not None), default=None)
-    return StatusReport(**common, timestamp_ms=latest or envelope_t_ms, statuses=items)
+def _status_items(raw_items: list[Any]) -> tuple[tuple[StatusItem, ...], int | None]:
+    """The items, and the newest of their timestamps (one pass)."""
+    items = []
+    latest: int | None = None
+    for raw in raw_items:
+        item = _status_item(raw)
+        items.append(item)
+        if item.t_ms is not None and (latest is None or item.t_ms > latest):
+            latest = item.t_ms
+    return tuple(items), latest
 
 
 def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None = None) -> Event:
     """Turn a decrypted document into the most specific event type that fits it."""
     if not isinstance(document, dict):
-        raise DecodeError(
-            BAD_EVENT, f"decrypted JSON is a {type(document).__name__}, not an object"
-        )
+        kind = type(document).__name__
+        raise DecodeError(BAD_EVENT, f"decrypted JSON is a {kind}, not an object")
     biz_data = document.get("bizData")
     if not isinstance(biz_data, dict):
         biz_data = None
@@ -155,24 +164,30 @@ def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None =
     if device_id is None and biz_data is not None:
         device_id = _text(biz_data.get("devId"))
     biz_code = document.get("bizCode")
-    common = {
-        "protocol": protocol,
-        "document": document,
-        "device_id": device_id,
-        "product_key": _text(document.get("productKey")),
-        "biz_code": biz_code if isinstance(biz_code, str) else None,
-        "data_id": _text(document.get("dataId")),
-        "envelope_t_ms": envelope_t_ms,
-    }
+    if not isinstance(biz_code, str):
+        biz_code = None
+    product_key = _text(document.get("productKey"))
+    data_id = _text(document.get("dataId"))
     status = document.get("status")
     if protocol == STATUS_PROTOCOL and isinstance(status, list):
-        return _status_report(common, status, envelope_t_ms)
+        items, latest = _status_items(status)
+        return StatusReport(
+            protocol, document, device_id, product_key, biz_code, data_id,
+            latest or envelope_t_ms, envelope_t_ms, items,
+        )  # fmt: skip
     if biz_code == PROPERTY_MESSAGE and biz_data is not None:
         properties = biz_data.get("properties")
-        return _status_report(
-            common, properties if isinstance(properties, list) else [], envelope_t_ms
-        )
+        items, latest = _status_items(properties if isinstance(properties, list) else [])
+        return StatusReport(
+            protocol, document, device_id, product_key, biz_code, data_id,
+            latest or envelope_t_ms, envelope_t_ms, items,
+        )  # fmt: skip
     event_time = timestamp_ms(document.get("ts", document.get("t"))) or envelope_t_ms
-    if protocol == DEVICE_EVENT_PROTOCOL and isinstance(biz_code, str):
-        return DeviceEvent(**common, timestamp_ms=event_time, biz_data=biz_data or {})
-    return GenericEvent(**common, timestamp_ms=event_time)
+    if protocol == DEVICE_EVENT_PROTOCOL and biz_code is not None:
+        return DeviceEvent(
+            protocol, document, device_id, product_key, biz_code, data_id,
+            event_time, envelope_t_ms, biz_data or {},
+        )  # fmt: skip
+    return GenericEvent(
+        protocol, document, device_id, product_key, biz_code, data_id, event_time, envelope_t_ms
+    )
