@@ -24,7 +24,9 @@ the HMAC key, any other secret is used as its UTF-8 bytes. ``webhook-id`` is the
 (Tuya's dataId, else the message id: stable across retries). With batching the body is a JSON
 array and ``webhook-id`` is ``batch_`` + a SHA-256 of the contained ids (see
 :func:`~tuya_events.handlers.webhook_signing.batch_id`); receivers should deduplicate on each
-element's ``id``, since a retried event may travel in a different batch.
+element's ``id``, since a retried event may travel in a different batch. An event id that is
+not safe in a header or in the signed ``{id}.{timestamp}.{body}`` (a ``.``, spaces, over 200
+characters) is sent as ``evt_`` + a SHA-256 of it, which is just as stable.
 
 Secrets stay inside: the secret, credentials in the URL and the values of credential-like headers
 (Authorization, Cookie, ``*token*``, ``*key*``, ...) are masked in every failure message, also
@@ -133,8 +135,14 @@ class WebhookOptions(BaseModel):
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
+        if value is None:
+            return value
+        if not Path(value).is_file():
             raise ValueError(f"{value} is not a file")
+        try:
+            ssl.create_default_context(cafile=value)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ValueError(f"{value} is not a readable PEM CA bundle ({exc})") from None
         return value
 
     @field_validator("secret")
@@ -387,7 +395,9 @@ class WebhookHandler(BaseHandler):
             return HandlerError(reason, message, infrastructure=True, retry_after=retry_after)
         if status in (408, 429):
             return HandlerError(reason, message, retryable=True, retry_after=retry_after)
-        # 3xx (redirects are not followed: fix the URL) and the other 4xx will never work.
+        if 300 <= status < 400:  # redirects are not followed (as the spec advises)
+            message += " (redirects are not followed: set url to the final address)"
+        # 3xx and the other 4xx will never work: dead-letter now.
         return HandlerError(reason, message, retryable=False)
 
     def _scrub(self, text: str) -> str:
