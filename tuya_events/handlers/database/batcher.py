@@ -44,6 +44,16 @@ class Batcher(Generic[T]):
         self.batches = 0  # written (or failed) so far: for tests and benchmarks
         self.items = 0
 
+    @property
+    def writing(self) -> int:
+        """Batches being written right now."""
+        return len(self._writes)
+
+    @property
+    def waiting(self) -> int:
+        """Items not yet in a batch being written."""
+        return len(self._pending)
+
     def submit(self, item: T) -> asyncio.Future[None]:
         """Queue one item; the future resolves when its batch is committed (or fails)."""
         if self._closing:

@@ -75,6 +75,12 @@ def classify(exc: BaseException, secrets: Sequence[str] = ()) -> HandlerError:
     """The HandlerError the pipeline should see for ``exc`` (message scrubbed of secrets)."""
     if isinstance(exc, HandlerError):
         return exc
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(
+        exc.__context__, (asyncpg.PostgresError, OSError)
+    ):
+        # "cannot call Transaction.__aexit__(): the underlying connection is closed": the
+        # rollback failed too; what happened first says more (e.g. AdminShutdownError).
+        exc = exc.__context__
     message = _describe(exc, secrets)
     if is_data_error(exc):
         return HandlerError(REFUSED, f"the database refused the event: {message}", retryable=False)
