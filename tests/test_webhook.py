@@ -272,7 +272,7 @@ def retry_pause(receiver: WebhookReceiver, device: str) -> float:
     ("retry_after", "max_retry_after", "at_least", "below"),
     [
         (lambda: "1", "5m", 0.95, 3.0),  # delta-seconds, honoured
-        # An HTTP-date about 2 s ahead: whole seconds, so 1-2 s of pause.
+        # An HTTP-date 2 s after the answer, in whole seconds: 1-2 s of pause.
         (lambda: email.utils.formatdate(time.time() + 2, usegmt=True), "5m", 0.95, 3.5),
         (lambda: "3600", "300ms", 0.25, 2.0),  # capped by max_retry_after
     ],
@@ -287,7 +287,7 @@ def test_429_retry_after_is_honoured_and_capped(
     below: float,
 ) -> None:
     receiver = receivers()
-    receiver.answer(429, device="dev00", retry_after=retry_after(), body="slow down")
+    receiver.answer(429, device="dev00", retry_after=retry_after, body="slow down")
     handler = webhook(receiver.url, max_retry_after=max_retry_after)
 
     async def scenario(h: Harness) -> int:

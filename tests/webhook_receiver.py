@@ -26,6 +26,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ class Answer:
     times: int | None = 1
     device: str | None = None
     body: str = ""
-    retry_after: str | None = None
+    retry_after: str | Callable[[], str] | None = None  # a callable is asked when answering
     delay: float = 0.0
 
 
@@ -273,7 +274,10 @@ class WebhookReceiver:
             if scripted is not None:
                 with self._lock:
                     self.requests.append(Request(at, scripted.status, msg_id, devices))
-                headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
+                retry_after = scripted.retry_after
+                if callable(retry_after):
+                    retry_after = retry_after()
+                headers = {"Retry-After": retry_after} if retry_after else {}
                 return web.Response(status=scripted.status, text=scripted.body, headers=headers)
             with self._lock:
                 self.requests.append(Request(at, 200, msg_id, devices))
