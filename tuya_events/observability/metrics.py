@@ -122,6 +122,54 @@ class Metrics:
         self.broker_connected = Gauge(
             f"{PREFIX}_broker_connected", "1 while connected to the message service.", registry=r
         )
+        # Dependencies: what the handlers talk to.
+        self.webhook_requests = Counter(
+            f"{PREFIX}_webhook_requests",
+            "Webhook requests by status class: 2xx, 3xx, 4xx, 5xx, network_error, timeout.",
+            ["handler", "status_class"],
+            registry=r,
+        )
+        self.database_flush_duration = Histogram(
+            f"{PREFIX}_database_flush_duration_seconds",
+            "Time to write one batch to the database.",
+            ["handler"],
+            buckets=HANDLER_BUCKETS,
+            registry=r,
+        )
+        self.database_batch_size = Histogram(
+            f"{PREFIX}_database_batch_size",
+            "Events per database batch.",
+            ["handler"],
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+            registry=r,
+        )
+        self.openapi_requests = Counter(
+            f"{PREFIX}_openapi_requests",
+            "Tuya OpenAPI calls by endpoint class (token, command, query) and outcome "
+            "(success, or the Tuya error code, or network_error / http_5xx).",
+            ["endpoint_class", "outcome"],
+            registry=r,
+        )
+        self.openapi_request_duration = Histogram(
+            f"{PREFIX}_openapi_request_duration_seconds",
+            "Tuya OpenAPI call latency.",
+            ["endpoint_class"],
+            buckets=HANDLER_BUCKETS,
+            registry=r,
+        )
+        self.openapi_rate_limit_wait = Histogram(
+            f"{PREFIX}_openapi_rate_limit_wait_seconds",
+            "Time a call waited for the rate limiter.",
+            ["endpoint_class"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.openapi_token_refreshes = Counter(
+            f"{PREFIX}_openapi_token_refreshes",
+            "Access token fetches and refreshes, by outcome (success, failure).",
+            ["outcome"],
+            registry=r,
+        )
         self._received_by_partition: dict[int, Counter] = {}
         self._events_by_kind: dict[str, Counter] = {}
         self._outcomes: dict[tuple[str, str], Counter] = {}
