@@ -11,11 +11,12 @@ Measured, on the same pre-built events and in the same run:
 - **raw COPY**: asyncpg ``copy_records_to_table`` of the same rows into the same tables, one
   transaction per ``--batch`` rows, one connection: a bulk load with no conflict handling, the
   floor for what a database handler can cost. Printed with the handler as a ratio.
-- **write strategies**: the same batches written sequentially with three ways of upserting:
-  ``unnest`` (the handler's: whole columns as arrays, ``INSERT ... SELECT FROM unnest(...)``),
-  ``executemany`` (one ``INSERT ... VALUES`` per row, pipelined by asyncpg), and ``COPY`` into a
-  temporary table then ``INSERT ... SELECT ... ON CONFLICT``. This is how the handler's
-  strategy was chosen.
+- **write strategies**: the same batches written one after another on one connection, three
+  ways of upserting: ``COPY`` into temporary staging tables then ``INSERT ... SELECT ... ON
+  CONFLICT`` (the handler's, its own code), whole columns as arrays with ``INSERT ... SELECT FROM
+  unnest($1::text[], ...)``, and ``executemany`` of ``INSERT ... VALUES`` (pipelined by asyncpg).
+  This is how the handler's strategy was chosen; "client CPU" matters as much as the rate on a
+  machine whose cores the server shares.
 - **SQLite**: the handler on a file (WAL, synchronous=FULL), same callers.
 
 Every pass starts from empty tables; figures are medians over ``--repeat`` passes, interleaved.
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.pg.cluster import PostgresCluster
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
-from tuya_events.handlers.database.postgres import statements as unnest_statements
+from tuya_events.handlers.database.postgres import (
+    column_type,
+    create_staging_tables,
+    insert_from_staging,
+    write_rows,
+)
 from tuya_events.handlers.database.rows import Record, RecordBuilder, Rows, batch_rows
 from tuya_events.handlers.database.schema import (
     DEVICE_EVENT_COLUMNS,
@@ -58,6 +65,8 @@ from tuya_events.tuya.events import Event, build_event
 
 GOAL_EVENTS_PER_SECOND = 10_000
 PREFIX = "tuya_"
+RAW = "raw COPY (same rows, same batches)"
+STAGED = "strategy: COPY to staging, INSERT SELECT (handler's)"
 TABLES = ("events", "latest_status", "device_events")
 DURABLE_SETTINGS = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
 
@@ -123,7 +132,59 @@ def make_samples(count: int, devices: int, seed: int) -> list[Sample]:
 # --- passes ---------------------------------------------------------------------------------
 
 
-async def drive(handler: DatabaseHandler, samples: list[Sample], in_flight: int) -> float:
+@dataclass(frozen=True)
+class Timing:
+    """Wall seconds; CPU seconds of this process (all threads: SQLite's writer included) and
+    of the PostgreSQL server (0 for SQLite)."""
+
+    wall: float
+    cpu: float
+    server_cpu: float
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(postmaster: int | None) -> float:
+    """CPU of the postmaster and its children: live ones from /proc, ended ones (reaped by the
+    postmaster, which is their parent) from its cutime/cstime."""
+    if postmaster is None:
+        return 0.0
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        elif ppid == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+class Clock:
+    """Measures from creation to ``stop()``; ``server`` is the postmaster's pid, if any."""
+
+    server: int | None = None
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        self.server_cpu = server_cpu_seconds(Clock.server)
+
+    def stop(self) -> Timing:
+        return Timing(
+            time.perf_counter() - self.wall,
+            time.process_time() - self.cpu,
+            server_cpu_seconds(Clock.server) - self.server_cpu,
+        )
+
+
+async def drive(handler: DatabaseHandler, samples: list[Sample], in_flight: int) -> Timing:
     """Seconds to handle every sample with ``in_flight`` concurrent callers (start/stop excluded:
     the handler is started by the caller; the final flush is included)."""
     queue = iter(samples)
@@ -132,9 +193,9 @@ async def drive(handler: DatabaseHandler, samples: list[Sample], in_flight: int)
         for event, delivery in queue:
             await handler.handle(event, delivery)
 
-    started = time.perf_counter()
+    clock = Clock()
     await asyncio.gather(*(caller() for _ in range(in_flight)))
-    return time.perf_counter() - started
+    return clock.stop()
 
 
 async def truncate(dsn: str) -> None:
@@ -146,7 +207,7 @@ async def truncate(dsn: str) -> None:
         await connection.close()
 
 
-async def handler_pass(options: dict[str, Any], samples: list[Sample], in_flight: int) -> float:
+async def handler_pass(options: dict[str, Any], samples: list[Sample], in_flight: int) -> Timing:
     handler = DatabaseHandler("bench", DatabaseOptions.model_validate(options))
     await handler.start()
     try:
@@ -159,18 +220,33 @@ def chunks(records: list[Record], size: int) -> list[Rows]:
     return [batch_rows(records[i : i + size]) for i in range(0, len(records), size)]
 
 
-def _columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return list(zip(*rows, strict=True))
+_NEWER = (
+    "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
+    "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
+    "WHERE excluded.t_ms > existing.t_ms"
+)
+
+
+def _unnest_insert(table: str, columns: tuple[str, ...], conflict: str) -> str:
+    arrays = ", ".join(f"${n}::{column_type(c)}[]" for n, c in enumerate(columns, 1))
+    return (
+        f"INSERT INTO {PREFIX}{table} AS existing ({', '.join(columns)}) "
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT {conflict}"
+    )
 
 
 async def write_unnest(connection: asyncpg.Connection, rows: Rows) -> None:
-    events, statuses, device_events = unnest_statements(PREFIX)
+    """Whole columns as arrays: one statement per table, whatever the batch size."""
     async with connection.transaction():
-        await connection.execute(events, *_columns(rows.events))
-        if rows.statuses:
-            await connection.execute(statuses, *_columns(rows.statuses))
-        if rows.device_events:
-            await connection.execute(device_events, *_columns(rows.device_events))
+        for table, columns, data, conflict in (
+            ("events", EVENT_COLUMNS, rows.events, "(id) DO NOTHING"),
+            ("latest_status", STATUS_COLUMNS, rows.statuses, _NEWER),
+            ("device_events", DEVICE_EVENT_COLUMNS, rows.device_events, "(id) DO NOTHING"),
+        ):
+            if data:
+                await connection.execute(
+                    _unnest_insert(table, columns, conflict), *zip(*data, strict=True)
+                )
 
 
 def _values_insert(table: str, columns: tuple[str, ...], conflict: str) -> str:
@@ -181,13 +257,6 @@ def _values_insert(table: str, columns: tuple[str, ...], conflict: str) -> str:
         f"INSERT INTO {PREFIX}{table} AS existing ({', '.join(columns)}) VALUES ({marks}) "
         f"ON CONFLICT {conflict}"
     )
-
-
-_NEWER = (
-    "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
-    "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
-    "WHERE excluded.t_ms > existing.t_ms"
-)
 
 
 async def write_executemany(connection: asyncpg.Connection, rows: Rows) -> None:
@@ -206,26 +275,10 @@ async def write_executemany(connection: asyncpg.Connection, rows: Rows) -> None:
             )
 
 
-async def write_copy_temp(connection: asyncpg.Connection, rows: Rows) -> None:
+async def write_staged(connection: asyncpg.Connection, rows: Rows) -> None:
+    """The handler's own write (tuya_events.handlers.database.postgres.write_rows)."""
     async with connection.transaction():
-        for table, columns, data, conflict in (
-            ("events", EVENT_COLUMNS, rows.events, "(id) DO NOTHING"),
-            ("latest_status", STATUS_COLUMNS, rows.statuses, _NEWER),
-            ("device_events", DEVICE_EVENT_COLUMNS, rows.device_events, "(id) DO NOTHING"),
-        ):
-            if not data:
-                continue
-            staging = f"staging_{table}"
-            await connection.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
-                f"(LIKE {PREFIX}{table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await connection.copy_records_to_table(staging, records=data, columns=columns)
-            names = ", ".join(columns)
-            await connection.execute(
-                f"INSERT INTO {PREFIX}{table} AS existing ({names}) "
-                f"SELECT {names} FROM {staging} ON CONFLICT {conflict}"
-            )
+        await write_rows(connection, rows, insert_from_staging(PREFIX))
 
 
 async def write_raw_copy(connection: asyncpg.Connection, rows: Rows) -> None:
@@ -248,13 +301,14 @@ async def write_raw_copy(connection: asyncpg.Connection, rows: Rows) -> None:
 Write = Callable[[asyncpg.Connection, Rows], Awaitable[None]]
 
 
-async def sequential_pass(dsn: str, batches: list[Rows], write: Write) -> float:
+async def sequential_pass(dsn: str, batches: list[Rows], write: Write) -> Timing:
     connection = await asyncpg.connect(dsn)
+    await connection.execute(create_staging_tables())
     try:
-        started = time.perf_counter()
+        clock = Clock()
         for rows in batches:
             await write(connection, rows)
-        return time.perf_counter() - started
+        return clock.stop()
     finally:
         await connection.close()
 
@@ -262,19 +316,25 @@ async def sequential_pass(dsn: str, batches: list[Rows], write: Write) -> float:
 # --- report ---------------------------------------------------------------------------------
 
 
-def rate(count: int, seconds: list[float]) -> tuple[float, float]:
+def rate(count: int, timings: list[Timing]) -> tuple[float, float]:
     """(median, best) events per second."""
-    return count / statistics.median(seconds), count / min(seconds)
+    walls = [timing.wall for timing in timings]
+    return count / statistics.median(walls), count / min(walls)
 
 
-def print_table(count: int, results: dict[str, list[float]], reference: str) -> None:
-    ref = statistics.median(results[reference])
-    print(f"| {'case':<44} | {'events/s median':>15} | {'best':>8} | {'vs ' + reference:>16} |")
-    print(f"|{'-' * 46}|{'-' * 17}:|{'-' * 9}:|{'-' * 17}:|")
-    for name, seconds in results.items():
-        median, best = rate(count, seconds)
-        ratio = ref / statistics.median(seconds)
-        print(f"| {name:<44} | {median:>15,.0f} | {best:>8,.0f} | {ratio:>15.2f}x |")
+def print_table(count: int, results: dict[str, list[Timing]], reference: str) -> None:
+    ref = statistics.median(timing.wall for timing in results[reference])
+    print(
+        f"| case | events/s median | best | client CPU us/event | server CPU us/event "
+        f"| vs {reference} |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, timings in results.items():
+        median, best = rate(count, timings)
+        cpu = statistics.median(timing.cpu for timing in timings) / count * 1e6
+        server = statistics.median(timing.server_cpu for timing in timings) / count * 1e6
+        ratio = ref / statistics.median(timing.wall for timing in timings)
+        print(f"| {name} | {median:,.0f} | {best:,.0f} | {cpu:.1f} | {server:.1f} | {ratio:.2f}x |")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -301,40 +361,46 @@ async def main(args: argparse.Namespace) -> None:
     cluster = PostgresCluster(settings=DURABLE_SETTINGS)
     try:
         cluster.start()
+        Clock.server = cluster.pid
         print(cluster.binaries.version, "(fsync on, synchronous_commit on)")
         dsn = cluster.dsn
         setup = DatabaseHandler("setup", DatabaseOptions(dsn=dsn))
         await setup.start()  # migrate once
         await setup.stop()
-        options = {
-            "dsn": dsn,
-            "batch": {"max_size": args.batch, "max_wait": "50ms"},
-            "pool_size": args.pool,
+        batch_sizes = (args.batch, args.batch * 2)
+        postgres: dict[str, list[Timing]] = {
+            f"handler -> PostgreSQL, batch {size}": [] for size in batch_sizes
         }
-        postgres: dict[str, list[float]] = {
-            "handler -> PostgreSQL": [],
-            "raw COPY, same rows, same batches": [],
-            "strategy: unnest (sequential batches)": [],
-            "strategy: executemany (sequential batches)": [],
-            "strategy: COPY to temp + INSERT SELECT": [],
+        postgres |= {
+            RAW: [],
+            STAGED: [],
+            "strategy: unnest arrays, INSERT SELECT": [],
+            "strategy: executemany, INSERT VALUES": [],
         }
         for _ in range(args.repeat):
-            await truncate(dsn)
-            postgres["handler -> PostgreSQL"].append(
-                await handler_pass(options, samples, args.in_flight)
-            )
+            for size in batch_sizes:
+                await truncate(dsn)
+                options = {
+                    "dsn": dsn,
+                    "batch": {"max_size": size, "max_wait": "50ms"},
+                    "pool_size": args.pool,
+                }
+                postgres[f"handler -> PostgreSQL, batch {size}"].append(
+                    await handler_pass(options, samples, args.in_flight)
+                )
             for name, write, data in (
-                ("raw COPY, same rows, same batches", write_raw_copy, copy_batches),
-                ("strategy: unnest (sequential batches)", write_unnest, batches),
-                ("strategy: executemany (sequential batches)", write_executemany, batches),
-                ("strategy: COPY to temp + INSERT SELECT", write_copy_temp, batches),
+                (RAW, write_raw_copy, copy_batches),
+                (STAGED, write_staged, batches),
+                ("strategy: unnest arrays, INSERT SELECT", write_unnest, batches),
+                ("strategy: executemany, INSERT VALUES", write_executemany, batches),
             ):
                 await truncate(dsn)
                 postgres[name].append(await sequential_pass(dsn, data, write))
     finally:
         cluster.close()
+        Clock.server = None
 
-    sqlite_seconds: list[float] = []
+    sqlite_seconds: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="tuya-bench-") as directory:
         for n in range(args.repeat):
             path = Path(directory) / f"events-{n}.sqlite3"
@@ -343,11 +409,11 @@ async def main(args: argparse.Namespace) -> None:
 
     print()
     print("PostgreSQL:")
-    print_table(len(samples), postgres, "raw COPY, same rows, same batches")
+    print_table(len(samples), postgres, RAW)
     print()
     print("SQLite:")
     print_table(len(samples), {"handler -> SQLite": sqlite_seconds}, "handler -> SQLite")
-    handler_rate, _ = rate(len(samples), postgres["handler -> PostgreSQL"])
+    handler_rate, _ = rate(len(samples), postgres[f"handler -> PostgreSQL, batch {args.batch}"])
     verdict = "met" if handler_rate >= GOAL_EVENTS_PER_SECOND else "NOT met"
     print()
     print(

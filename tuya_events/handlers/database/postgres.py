@@ -1,10 +1,12 @@
 """PostgreSQL through asyncpg: a small pool, one transaction per batch, and reconnection that
 needs nothing but the next attempt.
 
-A batch is three statements, each taking whole columns as arrays (``INSERT ... SELECT FROM
-unnest($1::text[], ...)``): one round trip per table whatever the batch size, prepared once per
-connection. benchmarks/database.py measured it against ``executemany`` and against ``COPY`` into
-a temporary table followed by ``INSERT ... SELECT``; see benchmarks/README.md.
+A batch is written with binary ``COPY`` into temporary staging tables (one set per connection,
+created when it connects, emptied at each commit), then one ``INSERT ... SELECT ... ON
+CONFLICT`` per table: conflicts are handled by the server, rows cross the wire in COPY's binary
+format. benchmarks/database.py measured it against ``executemany`` and against
+``INSERT ... SELECT FROM unnest($1::text[], ...)``: it costs the least client CPU per event,
+which is what limits a 2-core machine that also runs the server (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncpg
 
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database.errors import classify, is_data_error
-from tuya_events.handlers.database.rows import Record, Row, Rows, batch_rows
+from tuya_events.handlers.database.rows import Record, Rows, batch_rows
 from tuya_events.handlers.database.schema import (
     DEVICE_EVENT_COLUMNS,
     EVENT_COLUMNS,
@@ -37,40 +39,69 @@ log = get_logger("tuya_events.handlers.database")
 
 POOL_CLOSE_TIMEOUT = 10.0
 _INTEGER_COLUMNS = frozenset({"protocol", "partition"})
-
-
-def _array_type(column: str) -> str:
-    if column in _INTEGER_COLUMNS:
-        return "integer[]"
-    return "bigint[]" if column.endswith("_ms") else "text[]"
-
-
-def _insert_unnest(table: str, columns: tuple[str, ...], conflict: str) -> str:
-    arrays = ", ".join(f"${n}::{_array_type(c)}" for n, c in enumerate(columns, 1))
-    selected = ", ".join(f"{c}::jsonb" if c in JSON_COLUMNS else c for c in columns)
-    return (
-        f"INSERT INTO {table} AS existing ({', '.join(columns)}) "
-        f"SELECT {selected} FROM unnest({arrays}) AS incoming ({', '.join(columns)}) "
-        f"ON CONFLICT {conflict}"
-    )
-
-
-def statements(prefix: str) -> tuple[str, str, str]:
-    """The three writes: events and device events once per id, latest status if newer."""
-    newer = (
+# (table, its columns, the conflict clause): the order rows are written in.
+_TABLES = (
+    ("events", EVENT_COLUMNS, "(id) DO NOTHING"),
+    (
+        "latest_status",
+        STATUS_COLUMNS,
         "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
         "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
-        "WHERE excluded.t_ms > existing.t_ms"
-    )
-    return (
-        _insert_unnest(f"{prefix}events", EVENT_COLUMNS, "(id) DO NOTHING"),
-        _insert_unnest(f"{prefix}latest_status", STATUS_COLUMNS, newer),
-        _insert_unnest(f"{prefix}device_events", DEVICE_EVENT_COLUMNS, "(id) DO NOTHING"),
+        "WHERE excluded.t_ms > existing.t_ms",
+    ),
+    ("device_events", DEVICE_EVENT_COLUMNS, "(id) DO NOTHING"),
+)
+
+
+def column_type(column: str) -> str:
+    if column in JSON_COLUMNS:
+        return "jsonb"
+    if column in _INTEGER_COLUMNS:
+        return "integer"
+    return "bigint" if column.endswith("_ms") else "text"
+
+
+def staging_table(table: str) -> str:
+    """Session-private (pg_temp), so connections never see each other's rows."""
+    return f"tuya_events_staging_{table}"
+
+
+def create_staging_tables() -> str:
+    """Run once per new connection; ON COMMIT DELETE ROWS empties them after every batch."""
+    return ";\n".join(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging_table(table)} ("
+        + ", ".join(f"{column} {column_type(column)}" for column in columns)
+        + ") ON COMMIT DELETE ROWS"
+        for table, columns, _ in _TABLES
     )
 
 
-def _columns(rows: Sequence[Row]) -> list[tuple[object, ...]]:
-    return list(zip(*rows, strict=True))
+def insert_from_staging(prefix: str) -> dict[str, str]:
+    """Per table: move the staged rows in, the server resolving conflicts."""
+    statements = {}
+    for table, columns, conflict in _TABLES:
+        names = ", ".join(columns)
+        statements[table] = (
+            f"INSERT INTO {prefix}{table} AS existing ({names}) "
+            f"SELECT {names} FROM {staging_table(table)} ON CONFLICT {conflict}"
+        )
+    return statements
+
+
+async def write_rows(connection: asyncpg.Connection, rows: Rows, inserts: dict[str, str]) -> None:
+    """One batch, inside the caller's transaction: COPY each table's rows, then one simple
+    query with the INSERTs of the tables that got rows."""
+    staged: list[str] = []
+    for (table, columns, _), data in zip(
+        _TABLES, (rows.events, rows.statuses, rows.device_events), strict=True
+    ):
+        if data:
+            await connection.copy_records_to_table(
+                staging_table(table), records=data, columns=columns
+            )
+            staged.append(inserts[table])
+    if staged:
+        await connection.execute(";\n".join(staged))
 
 
 def advisory_lock_key(prefix: str) -> int:
@@ -100,6 +131,10 @@ async def migrate(connection: asyncpg.Connection, prefix: str) -> int:
     return int(current)
 
 
+async def _prepare_connection(connection: asyncpg.Connection) -> None:
+    await connection.execute(create_staging_tables())
+
+
 class PostgresBackend:
     dialect = POSTGRES
 
@@ -119,7 +154,7 @@ class PostgresBackend:
         self.command_timeout = command_timeout
         self._secrets = tuple(secrets) or (dsn,)
         self.schema_version = 0
-        self._insert_event, self._upsert_status, self._insert_device_event = statements(prefix)
+        self._inserts = insert_from_staging(prefix)
         self._pool: asyncpg.Pool | None = None
         self._migrated = False
         self._migrating = asyncio.Lock()
@@ -144,6 +179,7 @@ class PostgresBackend:
                 max_size=self.concurrency,
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
+                init=_prepare_connection,
             )
         if not self._migrated:
             async with self._migrating:
@@ -190,12 +226,7 @@ class PostgresBackend:
             pool.acquire(timeout=self.connect_timeout) as connection,
             connection.transaction(),
         ):
-            if rows.events:
-                await connection.execute(self._insert_event, *_columns(rows.events))
-            if rows.statuses:
-                await connection.execute(self._upsert_status, *_columns(rows.statuses))
-            if rows.device_events:
-                await connection.execute(self._insert_device_event, *_columns(rows.device_events))
+            await write_rows(connection, rows, self._inserts)
 
     async def _failed(self, exc: BaseException, count: int) -> list[HandlerError]:
         """``count`` errors for ``exc`` (one per event: each is raised in its own caller)."""
