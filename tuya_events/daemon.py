@@ -21,6 +21,7 @@ from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
+from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
 from tuya_events.pipeline.policy import RetryPolicy
@@ -73,6 +74,7 @@ class Daemon:
         if settings.http.enabled if http is None else http:
             host, port = settings.http.listen
             self.http = HttpServer(host, port, self.metrics, self.health)
+        self.systemd = SystemdNotifier()
         self._stop = asyncio.Event()
         self._signals = 0
         self._sign_mismatches_logged = 0
@@ -100,6 +102,7 @@ class Daemon:
             in_flight=self.pipeline.in_flight,
         )
         self.health.stopping = True
+        self.systemd.stopping(f"stopping: finishing {self.pipeline.in_flight} in-flight messages")
         self._stop.set()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -134,7 +137,9 @@ class Daemon:
             await self.source.start()
             self.health.started = True
             monitor = loop.create_task(self._watch_connection())
-            log.info("consuming", handlers=[route.name for route in self.routes])
+            names = [route.name for route in self.routes]
+            log.info("consuming", handlers=names)
+            self.systemd.ready(f"consuming; handlers: {', '.join(names)}")
             try:
                 await self._receive_until_stopped()
             finally:
@@ -151,11 +156,13 @@ class Daemon:
             await self.source.close()
             if self.http is not None:
                 await self.http.stop()
+            self.systemd.close()
 
     async def _receive_until_stopped(self) -> None:
-        pipeline, source, health = self.pipeline, self.source, self.health
+        pipeline, source, health, systemd = self.pipeline, self.source, self.health, self.systemd
         while not self._stop.is_set():
             health.beat()
+            systemd.watchdog()
             if pipeline.in_flight >= pipeline.max_in_flight:
                 try:
                     await asyncio.wait_for(pipeline.wait_for_capacity(), CAPACITY_WAIT_SECONDS)
@@ -187,7 +194,9 @@ class Daemon:
             if connected != was_connected:
                 if connected:
                     log.info("connected to the message service")
+                    self.systemd.status("consuming: connected to the message service")
                 elif was_connected is not None:
                     log.warning("lost the connection to the message service; reconnecting")
+                    self.systemd.status("reconnecting: lost the connection to the message service")
                 was_connected = connected
             await asyncio.sleep(CONNECTION_CHECK_SECONDS)
