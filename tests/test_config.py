@@ -167,17 +167,23 @@ def test_effective_config_masks_every_secret() -> None:
     tree = {
         **MINIMAL,
         "handlers": [
-            {"type": "webhook", "url": "http://127.0.0.1/x", "secret": "whsec_abc"},
+            {
+                "type": "webhook",
+                "url": "http://127.0.0.1/x",
+                "secret": "whsec_abc",
+                "headers": {"Authorization": "Bearer hdrsecret", "X-Team": "ops"},
+            },
             {"type": "database", "dsn": "postgresql://user:pgpass@db/tuya"},
         ],
     }
     text = render_effective_config(settings_from_mapping(tree, {}))
-    for secret in (v.ACCESS_SECRET, "whsec_abc", "pgpass"):
+    for secret in (v.ACCESS_SECRET, "whsec_abc", "pgpass", "hdrsecret"):
         assert secret not in text
     rendered = yaml.safe_load(text)
     assert rendered["tuya"]["access_secret"] == MASK
     assert rendered["handlers"][1]["dsn"] == f"postgresql://user:{MASK}@db/tuya"
     assert rendered["http"]["listen"] == "127.0.0.1:9464"
+    assert rendered["handlers"][0]["headers"] == {"Authorization": MASK, "X-Team": "ops"}
 
 
 def test_example_config_is_valid_and_documents_every_key() -> None:

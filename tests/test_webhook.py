@@ -212,9 +212,9 @@ def test_status_classification_against_a_real_server(
         301: (False, False),
         400: (False, False),
         404: (False, False),
-        408: (True, False),
+        408: (True, True),  # a slow or rate-limiting receiver is an outage
         410: (False, False),
-        429: (True, False),
+        429: (True, True),
         500: (True, True),
         503: (True, True),
     }

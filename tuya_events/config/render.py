@@ -13,8 +13,20 @@ MASK = "********"
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+(@)")
 
 
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|password|cookie|signature", re.IGNORECASE)
+
+
+def _mask_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: MASK if _CREDENTIAL_HEADER.search(str(name)) and value else value
+        for name, value in headers.items()
+    }
+
+
 def _mask(key: Any, value: Any) -> Any:
     if isinstance(value, dict):
+        if key == "headers":
+            return _mask_headers(value)
         return {k: _mask(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(None, v) for v in value]

@@ -1,10 +1,9 @@
 """``type: webhook``: POST each event as JSON to a URL, signed the Standard Webhooks way.
 
 ``handle`` returns only after a 2xx answer, so the Tuya message is acknowledged only once the
-receiver has it. Failures are classified for the pipeline: network errors, timeouts and 5xx are
-outages (retried for ``retry.infrastructure_max_time``), 408 and 429 are retried as ordinary
-failures, any other status (3xx, 4xx) will never work and is dead-lettered at once with the
-status and the start of the answer. ``Retry-After`` (seconds or an HTTP date) is passed on.
+receiver has it. Failures are classified for the pipeline: network errors, timeouts, 5xx, 408
+and 429 are outages (retried for ``retry.infrastructure_max_time``); any other status (3xx, 4xx)
+will never work and is dead-lettered at once with the status and the start of the answer. ``Retry-After`` (seconds or an HTTP date) is passed on.
 
 Options::
 
@@ -394,7 +393,8 @@ class WebhookHandler(BaseHandler):
         if status >= 500:
             return HandlerError(reason, message, infrastructure=True, retry_after=retry_after)
         if status in (408, 429):
-            return HandlerError(reason, message, retryable=True, retry_after=retry_after)
+            # A receiver that is slow or rate-limiting is an outage, not the event's fault.
+            return HandlerError(reason, message, infrastructure=True, retry_after=retry_after)
         if 300 <= status < 400:  # redirects are not followed (as the spec advises)
             message += " (redirects are not followed: set url to the final address)"
         # 3xx and the other 4xx will never work: dead-letter now.

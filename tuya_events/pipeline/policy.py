@@ -32,5 +32,6 @@ class RetryPolicy:
             return None
         delay = self.backoff(attempt)
         if error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self.settings.max_backoff))
+            # The handler caps what a server may ask for; honour it even above max_backoff.
+            delay = max(delay, error.retry_after)
         return delay
