@@ -3,7 +3,8 @@
 ``handle`` returns only after a 2xx answer, so the Tuya message is acknowledged only once the
 receiver has it. Failures are classified for the pipeline: network errors, timeouts, 5xx, 408
 and 429 are outages (retried for ``retry.infrastructure_max_time``); any other status (3xx, 4xx)
-will never work and is dead-lettered at once with the status and the start of the answer. ``Retry-After`` (seconds or an HTTP date) is passed on.
+will never work and is dead-lettered at once with the status and the start of the answer.
+``Retry-After`` (seconds or an HTTP date) is passed on.
 
 Options::
 
