@@ -63,6 +63,13 @@ def test_demo_runs_the_pipeline_and_serves_metrics_and_health(tmp_path: Path) ->
             assert time.monotonic() < deadline, "demo never became ready"
             time.sleep(0.1)
         assert http_get(port, "/healthz") == (200, "ok\n")
+        probe = subprocess.run(
+            [str(executable), "health", "--ready", "--url", f"http://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert probe.returncode == 0 and "/readyz: ok" in probe.stdout
         time.sleep(3)
         status, metrics = http_get(port, "/metrics")
         assert status == 200
@@ -81,6 +88,13 @@ def test_demo_runs_the_pipeline_and_serves_metrics_and_health(tmp_path: Path) ->
     finished = next(line for line in lines if line["event"] == "demo finished")
     assert finished["acknowledged"] == finished["messages_sent"]  # nothing left unacknowledged
     assert (tmp_path / "dead-letters.sqlite3").exists()
+    gone = subprocess.run(
+        [str(executable), "health", "--url", f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert gone.returncode == 1 and "unreachable" in gone.stderr
 
 
 class FakeClock:
