@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 test-deps: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-promtool.sh
 	$(BIN)/python -m tests.pulsar prepare
 
 test: lint test-deps
