@@ -1,0 +1,411 @@
+"""deploy/systemd: the unit passes systemd's own checks, says what the daemon relies on, and its
+sample configuration and hardening work with the real daemon.
+
+``systemd-analyze`` comes from Debian's systemd package (``scripts/ensure-deploy-tools.sh``, run
+by ``make test-deps``, installs it when missing). No systemd manager runs here, so the unit is not
+started; what can be run is: ``check-config`` as ``ExecStartPre=`` runs it (credentials and
+state directory in the environment), and the daemon under the same seccomp rule that
+``MemoryDenyWriteExecute=yes`` installs.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ctypes
+import json
+import mmap
+import os
+import platform
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuya_events.cli.main import build_parser
+from tuya_events.config import ConfigError
+from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.types import parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMD = ROOT / "deploy" / "systemd"
+UNIT = SYSTEMD / "tuya-events.service"
+SAMPLE_CONFIG = SYSTEMD / "config.yaml"
+INSTALLED = "/opt/tuya-events/bin/tuya-events"
+TUYA_EVENTS = Path(sys.executable).with_name("tuya-events")
+SECRET = "s" * 32
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    assert found, (
+        "systemd-analyze is missing: run `make test-deps` (scripts/ensure-deploy-tools.sh)"
+    )
+    return found
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """Sections -> key -> every value in order (systemd keys may repeat)."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"key outside a section: {line}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+UNIT_SETTINGS = parse_unit(UNIT.read_text())
+SERVICE = UNIT_SETTINGS["Service"]
+
+
+def one(key: str) -> str:
+    values = SERVICE.get(key, [])
+    assert len(values) == 1, f"[Service] {key}= should be set once, found {values}"
+    return values[0]
+
+
+def verify(unit_dir: Path, name: str = "tuya-events.service") -> subprocess.CompletedProcess:
+    # verify exits 0 on unknown keys and values it cannot parse (it only warns): the output is
+    # part of the verdict. --recursive-errors=no: other units of this machine do not count.
+    return subprocess.run(
+        [systemd_analyze(), "verify", "--man=no", "--recursive-errors=no", str(unit_dir / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def problems_of(result: subprocess.CompletedProcess, name: str) -> list[str]:
+    lines = (result.stdout + result.stderr).splitlines()
+    return [line for line in lines if name in line or "tuya-events" in line]
+
+
+def installable_copy(tmp_path: Path, text: str | None = None) -> Path:
+    """The unit with its commands pointed at this test run's real ``tuya-events``.
+
+    verify checks that ExecStart= binaries exist; the unit names the documented install path.
+    """
+    text = UNIT.read_text() if text is None else text
+    assert INSTALLED in text
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir(exist_ok=True)
+    (unit_dir / "tuya-events.service").write_text(text.replace(INSTALLED, str(TUYA_EVENTS)))
+    return unit_dir
+
+
+# -- systemd's own checks ---------------------------------------------------------------------
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    result = verify(installable_copy(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert problems_of(result, "tuya-events.service") == []
+
+
+def test_systemd_analyze_verify_reports_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: typos, bad values and a missing binary are all reported."""
+    broken = UNIT.read_text().replace("Restart=on-failure", "Restart=sometimes")
+    broken = broken.replace("WatchdogSec=30s", "WatchdogSecs=30s")
+    result = verify(installable_copy(tmp_path, broken))
+    problems = problems_of(result, "tuya-events.service")
+    assert any("sometimes" in line for line in problems), problems
+    assert any("WatchdogSecs" in line for line in problems), problems
+
+    unit_dir = tmp_path / "as-shipped"
+    unit_dir.mkdir()
+    shutil.copy(UNIT, unit_dir / "tuya-events.service")
+    if not Path(INSTALLED).exists():
+        missing = verify(unit_dir)
+        assert missing.returncode != 0
+        assert any(INSTALLED in line for line in problems_of(missing, "tuya-events.service"))
+
+
+def test_hardening_exposure_stays_low(tmp_path: Path) -> None:
+    """``systemd-analyze security`` rates the unit; 1.4 today, fail above 2.0 ("OK" ends at 4)."""
+    unit_dir = installable_copy(tmp_path)
+    command = [systemd_analyze(), "security", "--offline=yes", "--no-pager"]
+    result = subprocess.run(
+        [*command, "--threshold=20", str(unit_dir / "tuya-events.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "Overall exposure level for tuya-events.service" in result.stdout
+
+    weakened = "\n".join(
+        line
+        for line in UNIT.read_text().splitlines()
+        if not line.startswith(("SystemCallFilter=", "CapabilityBoundingSet=", "Protect"))
+    )
+    (tmp_path / "weak").mkdir()
+    weak_dir = installable_copy(tmp_path / "weak", weakened)
+    weak = subprocess.run(
+        [*command, "--threshold=20", str(weak_dir / "tuya-events.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert weak.returncode != 0, "the threshold does not catch a unit without its hardening"
+
+
+# -- what the daemon relies on ----------------------------------------------------------------
+
+
+def test_unit_is_a_notify_service_with_a_watchdog() -> None:
+    assert one("Type") == "notify"
+    assert one("NotifyAccess") == "main"
+    assert 0 < parse_duration(one("WatchdogSec")) <= 60
+
+
+def test_restarts_on_failure_but_not_on_a_configuration_error() -> None:
+    assert one("Restart") == "on-failure"
+    assert "78" in one("RestartPreventExitStatus").split()
+    # 75: stopped by SIGTERM with unfinished messages (redelivered): an orderly stop.
+    assert "75" in one("SuccessExitStatus").split()
+
+
+def test_commands_are_real_subcommands_with_real_options() -> None:
+    pre = shlex.split(one("ExecStartPre"))
+    start = shlex.split(one("ExecStart"))
+    assert pre[0] == start[0] == INSTALLED
+    pre_args = build_parser().parse_args(pre[1:])
+    assert pre_args.command == "check-config"
+    assert pre_args.quiet is True
+    assert pre_args.config == "/etc/tuya-events/config.yaml"
+    start_args = build_parser().parse_args(start[1:])
+    assert start_args.command == "run"
+    assert start_args.config == "/etc/tuya-events/config.yaml"
+
+
+def test_stop_timeout_outlasts_the_drain_of_the_sample_configuration(tmp_path: Path) -> None:
+    settings = sample_settings(tmp_path)
+    assert one("KillSignal") == "SIGTERM"
+    stop_timeout = parse_duration(one("TimeoutStopSec"))
+    assert stop_timeout >= settings.consumer.shutdown_timeout + 10
+    # Connecting may take operation_timeout before `run` gives up with exit 69.
+    assert parse_duration(one("TimeoutStartSec")) > settings.consumer.operation_timeout
+
+
+def test_secret_is_a_credential_and_state_is_the_state_directory() -> None:
+    assert one("LoadCredential") == "access_secret:/etc/tuya-events/access_secret"
+    assert one("DynamicUser") == "yes"
+    assert one("StateDirectory") == "tuya-events"
+    assert one("WorkingDirectory") == "/var/lib/tuya-events"
+    assert one("UMask") == "0077"
+
+
+def test_hardening_settings_are_present() -> None:
+    expected = {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes",
+        "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "CapabilityBoundingSet": "",
+    }
+    assert {key: one(key) for key in expected} == expected
+    assert one("RestrictAddressFamilies").split() == ["AF_INET", "AF_INET6", "AF_UNIX"]
+    assert "@system-service" in SERVICE["SystemCallFilter"]
+
+
+# -- the sample configuration, as the service sees it -----------------------------------------
+
+
+def service_environment(tmp_path: Path) -> dict[str, str]:
+    """What systemd gives ExecStartPre= and ExecStart=: credentials and the state directory."""
+    credentials = tmp_path / "credentials"
+    state = tmp_path / "state"
+    credentials.mkdir(exist_ok=True)
+    state.mkdir(exist_ok=True)
+    (credentials / "access_secret").write_text(SECRET + "\n")
+    return {"CREDENTIALS_DIRECTORY": str(credentials), "STATE_DIRECTORY": str(state)}
+
+
+def sample_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    tree = yaml.safe_load(SAMPLE_CONFIG.read_text())
+    return settings_from_mapping(tree, service_environment(tmp_path), source=str(SAMPLE_CONFIG))
+
+
+def test_sample_configuration_reads_the_credential_and_the_state_directory(tmp_path: Path) -> None:
+    settings = sample_settings(tmp_path)
+    assert settings.tuya.access_secret.get_secret_value() == SECRET
+    assert settings.dead_letter.path == str(tmp_path / "state" / "dead-letters.sqlite3")
+
+
+def test_outside_the_service_the_sample_configuration_reads_the_files_themselves() -> None:
+    """Root running check-config or dlq by hand has no $CREDENTIALS_DIRECTORY."""
+    tree = yaml.safe_load(SAMPLE_CONFIG.read_text())
+    tree["tuya"]["access_secret_file"] = tree["tuya"]["access_secret_file"].replace(
+        "/etc/tuya-events", "/nonexistent/tuya-events"
+    )
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(tree, {}, source="sample")
+    assert "/nonexistent/tuya-events/access_secret" in caught.value.render()
+    tree = yaml.safe_load(SAMPLE_CONFIG.read_text())
+    assert (
+        tree["dead_letter"]["path"]
+        == "${STATE_DIRECTORY:-/var/lib/tuya-events}/dead-letters.sqlite3"
+    )
+
+
+def test_exec_start_pre_passes_the_sample_and_stops_a_broken_one(tmp_path: Path) -> None:
+    """check-config as ExecStartPre= runs it: 0 for the sample, 78 (no restart) when broken."""
+    pre = shlex.split(one("ExecStartPre"))
+    config = tmp_path / "config.yaml"
+    config.write_text(SAMPLE_CONFIG.read_text())
+    command = [str(TUYA_EVENTS), *pre[1:]]
+    command[command.index("/etc/tuya-events/config.yaml")] = str(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUYA_")}
+    env.update(service_environment(tmp_path))
+
+    ok = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "" and ok.stderr == ""  # --quiet
+
+    (tmp_path / "credentials" / "access_secret").unlink()
+    broken = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert broken.returncode == 78
+    assert "tuya.access_secret_file" in broken.stderr
+    assert "78" in one("RestartPreventExitStatus").split()
+
+
+# -- MemoryDenyWriteExecute=yes with the real daemon -------------------------------------------
+
+# systemd's MemoryDenyWriteExecute= is a seccomp filter (src/shared/seccomp-util.c): mmap() with
+# PROT_WRITE|PROT_EXEC, mprotect()/pkey_mprotect() adding PROT_EXEC, and shmat() with SHM_EXEC
+# fail with EPERM. The same filter is installed here, by hand, before the daemon is exec'd.
+_SYSCALLS = {
+    # machine: (AUDIT_ARCH_*, mmap, mprotect, pkey_mprotect, shmat)
+    "x86_64": (0xC000003E, 9, 10, 329, 30),
+    "aarch64": (0xC00000B7, 222, 226, 288, 196),
+}
+_PROT_WRITE_EXEC, _PROT_EXEC, _SHM_EXEC = 0x6, 0x4, 0o100000
+_LD_ABS, _JEQ, _AND, _RET = 0x20, 0x15, 0x54, 0x06
+_ALLOW, _ERRNO_EPERM = 0x7FFF0000, 0x00050000 | 1
+
+
+def _mdwe_program() -> list[tuple[int, int, int, int]]:
+    arch, mmap_nr, mprotect_nr, pkey_nr, shmat_nr = _SYSCALLS[platform.machine()]
+    program = [(_LD_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, _ALLOW), (_LD_ABS, 0, 0, 0)]
+    checks = [
+        (mmap_nr, _PROT_WRITE_EXEC),
+        (mprotect_nr, _PROT_EXEC),
+        (pkey_nr, _PROT_EXEC),
+        (shmat_nr, _SHM_EXEC),
+    ]
+    for number, mask in checks:
+        # The syscall number is in A: not this one -> next check (skip 4). Else load the 3rd
+        # argument's low word (offset 32 on little-endian), mask it, refuse when all bits set.
+        program += [
+            (_JEQ, 0, 4, number),
+            (_LD_ABS, 0, 0, 32),
+            (_AND, 0, 0, mask),
+            (_JEQ, 0, 1, mask),
+            (_RET, 0, 0, _ERRNO_EPERM),
+            (_RET, 0, 0, _ALLOW),
+        ]
+    return [*program, (_RET, 0, 0, _ALLOW)]
+
+
+def _deny_write_execute() -> None:
+    """preexec_fn: install the filter in the child, inherited by what it execs."""
+    instructions = _mdwe_program()
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in instructions))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    program = SockFprog(len(instructions), ctypes.cast(code, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if libc.prctl(22, 2, ctypes.byref(program), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
+
+
+def run_denying_write_execute(*command: str) -> subprocess.CompletedProcess:
+    assert platform.machine() in _SYSCALLS, f"no syscall numbers for {platform.machine()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUYA_")}
+    return subprocess.run(
+        list(command),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=_deny_write_execute,
+    )
+
+
+def test_the_write_execute_filter_refuses_writable_executable_memory() -> None:
+    """The control: under the filter, W+X memory is refused (so the next test means something)."""
+    probe = (
+        "import mmap\n"
+        f"mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
+        "try:\n"
+        f"    mmap.mmap(-1, 4096, prot={mmap.PROT_WRITE | mmap.PROT_EXEC})\n"
+        "except PermissionError:\n"
+        "    print('refused')\n"
+    )
+    result = run_denying_write_execute(sys.executable, "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "refused\n"
+
+
+def test_daemon_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
+    """The whole pipeline (decrypt, JSON, routing, dead letters, HTTP) under the filter."""
+    result = run_denying_write_execute(
+        str(TUYA_EVENTS),
+        "demo",
+        "--duration",
+        "3",
+        "--rate",
+        "40",
+        "--http",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(tmp_path),
+        "--seed",
+        "7",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    records += [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    finished = [r for r in records if r.get("event") == "demo finished"]
+    assert finished, (result.stdout + result.stderr)[-3000:]
+    assert finished[0]["messages_sent"] > 50
+    assert finished[0]["acknowledged"] == finished[0]["messages_sent"]
+
+
+def test_pulsar_client_and_database_drivers_load_with_memory_deny_write_execute() -> None:
+    """The native parts the demo does not use: Apache's C++ Pulsar client, asyncpg."""
+    probe = (
+        "import asyncpg, pulsar\n"
+        "client = pulsar.Client('pulsar://127.0.0.1:9', operation_timeout_seconds=1)\n"
+        "try:\n"
+        "    client.subscribe('persistent://t/n/topic', 'sub')\n"
+        "except pulsar.PulsarException as error:\n"
+        "    print('subscribe failed:', type(error).__name__)\n"
+        "client.close()\n"
+    )
+    result = run_denying_write_execute(sys.executable, "-c", probe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "subscribe failed: Timeout\n" in result.stdout
