@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "tuya_events.handlers"
 
 def _builtin_types() -> dict[str, str]:
     return {
+        "action": "tuya_events.handlers.action:ActionHandler",
         "database": "tuya_events.handlers.database:DatabaseHandler",
         "log": "tuya_events.handlers.log:LogHandler",
         "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
