@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from tuya_events import __version__
-from tuya_events.cli import check_config, decrypt, demo, dlq, health, run
+from tuya_events.cli import api, check_config, decrypt, demo, dlq, health, run
 from tuya_events.cli.exits import CONFIG, DATA_ERROR, INTERRUPTED, CliError
 from tuya_events.config import ConfigError
 from tuya_events.tuya.errors import DecodeError
 
-SUBCOMMANDS = (run, demo, check_config, decrypt, dlq, health)
+SUBCOMMANDS = (run, demo, check_config, decrypt, dlq, health, api)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -221,6 +221,11 @@ class OpenApiClient:
             lang=self.options.lang,
         )
 
+    def url_for(self, signed: SignedRequest) -> URL:
+        """Where a signed request goes: the query sorted, values percent-encoded on the wire."""
+        url = URL(self.base_url + signed.path)
+        return url.with_query(list(signed.query)) if signed.query else url
+
     async def request(
         self,
         method: str,
@@ -229,6 +234,7 @@ class OpenApiClient:
         query: Sequence[tuple[str, str]] | Mapping[str, str] = (),
         body: Any = None,
         access_token: str | None = None,
+        t: str | None = None,
         nonce: str | None = None,
         signature_headers: Mapping[str, str] | None = None,
     ) -> Any:
@@ -236,11 +242,13 @@ class OpenApiClient:
 
         ``body`` is sent as given when it is bytes, else as JSON. A business call uses the
         managed token unless ``access_token`` is given (then it is not renewed on 1010).
+        ``t`` and ``nonce`` fix those values (for reproducing a request); normally fresh ones
+        are used for every attempt.
         """
         pairs = tuple(query.items()) if isinstance(query, Mapping) else tuple(query)
         data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
         bare, _ = split_path(path)
-        call = _Call(method.upper(), path, pairs, data, nonce, dict(signature_headers or {}))
+        call = _Call(method.upper(), path, pairs, data, nonce, dict(signature_headers or {}), t)
         call.token_call = is_token_call(bare)
         call.endpoint = endpoint_class(call.method, bare, call.token_call)
         return await self._with_retries(call, access_token)
@@ -312,15 +320,14 @@ class OpenApiClient:
             query=call.query,
             body=call.body,
             access_token=access_token,
+            t=call.t,
             nonce=call.nonce,
             signature_headers=call.signature_headers,
         )
         session = self._session
         if session is None:
             raise RuntimeError("the OpenAPI client is not started")
-        url = URL(self.base_url + signed.path)
-        if signed.query:
-            url = url.with_query(list(signed.query))
+        url = self.url_for(signed)
         started = time.perf_counter()
         outcome = "network_error"
         try:
@@ -397,10 +404,10 @@ class OpenApiClient:
 
     async def _fetch_token(self, refresh_token: str | None) -> Any:
         if refresh_token:
-            call = _Call("GET", f"{TOKEN_PATH}/{refresh_token}", (), None, None, {})
+            call = _Call("GET", f"{TOKEN_PATH}/{refresh_token}", (), None, None, {}, None)
             call.display = f"{TOKEN_PATH}/{{refresh_token}}"  # the refresh token is a secret
         else:
-            call = _Call("GET", TOKEN_PATH, (("grant_type", "1"),), None, None, {})
+            call = _Call("GET", TOKEN_PATH, (("grant_type", "1"),), None, None, {}, None)
         call.token_call = True
         call.endpoint = TOKEN
         # One attempt: the call that needed the token retries, with the token fetch inside it.
@@ -419,6 +426,7 @@ class _Call:
     body: bytes | None
     nonce: str | None
     signature_headers: dict[str, str]
+    t: str | None
     token_call: bool = False
     endpoint: str = COMMAND
     display: str | None = None
