@@ -691,3 +691,29 @@ def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
     settings = settings_from_mapping(config_tree(tmp_path, [good]), {})
     [route] = build_routes(settings, HandlerContext(settings, Metrics()))
     assert isinstance(route.handler, WebhookHandler) and route.handler.timeout is None
+
+
+def test_requests_are_counted_by_status_class(
+    receivers: Callable[..., WebhookReceiver], tmp_path: Path
+) -> None:
+    receiver = receivers()
+    metrics = Metrics()
+    context = HandlerContext(make_settings(tmp_path), metrics)
+    handler = WebhookHandler("hook", WebhookOptions(url=receiver.url), context)
+    receiver.answer(503)
+    event, delivery = one_event()
+
+    async def scenario() -> None:
+        await handler.start()
+        try:
+            with pytest.raises(HandlerError):
+                await handler.handle(event, delivery)
+            await handler.handle(event, delivery)
+        finally:
+            await handler.stop()
+
+    asyncio.run(scenario())
+    counted = {
+        cls: metrics.webhook_requests.labels("hook", cls)._value.get() for cls in ("2xx", "5xx")
+    }
+    assert counted == {"2xx": 1, "5xx": 1}

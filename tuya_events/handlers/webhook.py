@@ -43,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -294,6 +295,20 @@ class WebhookHandler(BaseHandler):
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(options.max_concurrency)
         self._batcher: _Batcher | None = None
+        metrics = getattr(context, "metrics", None)
+        self._requests = metrics.webhook_requests if metrics is not None else None
+        self._request_counters: dict[str, Any] = {}
+
+    def _count(self, status_class: str) -> None:
+        """``tuya_events_webhook_requests_total{handler,status_class}``, children cached."""
+        if self._requests is None:
+            return
+        counter = self._request_counters.get(status_class)
+        if counter is None:
+            counter = self._request_counters[status_class] = self._requests.labels(
+                self.name, status_class
+            )
+        counter.inc()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -365,6 +380,7 @@ class WebhookHandler(BaseHandler):
                     self._url, data=body, headers=headers, allow_redirects=False
                 ) as response:
                     status = response.status
+                    self._count(f"{status // 100}xx")
                     if 200 <= status < 300:
                         await _drain(response)
                         return
@@ -373,12 +389,14 @@ class WebhookHandler(BaseHandler):
                         response.headers.get("Retry-After"), time.time()
                     )
             except asyncio.TimeoutError:
+                self._count("timeout")
                 raise HandlerError(
                     "timeout",
                     f"no complete answer from {self._origin} within {self.options.timeout:g}s",
                     infrastructure=True,
                 ) from None
             except aiohttp.ClientError as exc:
+                self._count("network_error")
                 raise HandlerError(
                     "network_error",
                     self._scrub(f"{type(exc).__name__}: {exc}"),

@@ -170,6 +170,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("success", "failure"):  # so increase() sees the first failure
+            self.openapi_token_refreshes.labels(outcome)
         self._received_by_partition: dict[int, Counter] = {}
         self._events_by_kind: dict[str, Counter] = {}
         self._outcomes: dict[tuple[str, str], Counter] = {}
