@@ -26,6 +26,7 @@ lint: $(STAMP)
 test-deps: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-promtool.sh
+	bash scripts/ensure-deploy-tools.sh
 	$(BIN)/python -m tests.pulsar prepare
 
 test: lint test-deps
