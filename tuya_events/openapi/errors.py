@@ -40,8 +40,9 @@ _HINTS = {
     "project is authorised for",
     URI_PATH_INVALID: "uri path invalid: check the path and the API family the project uses",
     PARAM_EMPTY: "a required parameter is empty: check the body and query",
-    OVER_LIMIT: "over the request limit (device commands: 4/s per project): retried with backoff",
-    SYSTEM_BUSY: "Tuya's system is busy: retried with backoff",
+    OVER_LIMIT: "over Tuya's request limit (device commands: 4/s per cloud project); a later "
+    "attempt may work; lower openapi.rate_limits if this keeps happening",
+    SYSTEM_BUSY: "Tuya's system is busy; a later attempt may work",
     TOKEN_EXPIRED: "access token expired",
     TOKEN_INVALID: "access token invalid",
     TOKEN_STATUS_INVALID: "access token status invalid",
