@@ -12,17 +12,19 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tuya_events.cli.exits import CONFIG, FAILURE, UNAVAILABLE, USAGE, CliError
 from tuya_events.config import load_settings
 from tuya_events.config.settings import Settings
-from tuya_events.openapi.client import Credentials, OpenApiClient, OpenApiOptions, ssl_option
-from tuya_events.openapi.errors import OpenApiError
-from tuya_events.openapi.signing import SignedRequest, is_token_call, split_path
 from tuya_events.tuya.regions import REGIONS
+
+if TYPE_CHECKING:  # the client (aiohttp) is imported when the command runs, not for every command
+    from tuya_events.openapi.client import OpenApiClient
+    from tuya_events.openapi.errors import OpenApiError
+    from tuya_events.openapi.signing import SignedRequest
 
 ID_ENV = "TUYA_ACCESS_ID"
 SECRET_ENV = "TUYA_ACCESS_SECRET"
@@ -214,6 +216,10 @@ async def _call(
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuya_events.openapi.client import Credentials, OpenApiClient, OpenApiOptions, ssl_option
+    from tuya_events.openapi.errors import OpenApiError
+    from tuya_events.openapi.signing import is_token_call, split_path
+
     if not args.path.startswith("/"):
         raise CliError(f"PATH must start with / (got {args.path!r})", USAGE)
     if args.t is not None and not args.t.isdigit():
