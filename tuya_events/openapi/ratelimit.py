@@ -5,8 +5,10 @@ that it answers 1110. A bucket holds ``burst`` tokens and gains ``rate`` per sec
 default burst of 1, requests leave at most ``rate`` per second, evenly spaced, which is what a
 per-second limit on the server side accepts.
 
-Waiting is first come, first served: each caller reserves the next free slot at once (the
-generic cell rate algorithm, equivalent to a token bucket), then sleeps until it.
+Waiting is first come, first served (one lock, which asyncio hands over in order). The bucket
+is kept as the generic cell rate algorithm's "theoretical arrival time", advanced from the moment
+a request actually goes, not from the moment it was due: when the event loop wakes a waiter late,
+the requests behind it move back too, so two requests never leave closer than the rate allows.
 """
 
 from __future__ import annotations
@@ -44,21 +46,19 @@ class TokenBucket:
         self._clock = clock
         # The theoretical arrival time of the next request: the bucket is full when it is <= now.
         self._next = 0.0
-
-    def reserve(self) -> float:
-        """Take the next slot; returns how long to wait for it (0 when a token is free)."""
-        now = self._clock()
-        earliest = self._next - (self.burst - 1) * self._interval
-        start = max(now, earliest)
-        self._next = max(self._next, now) + self._interval
-        return start - now
+        self._lock = asyncio.Lock()
 
     async def acquire(self) -> float:
-        """Wait for a slot; returns the seconds waited."""
-        wait = self.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return wait
+        """Wait for a token; returns the seconds waited."""
+        started = self._clock()
+        async with self._lock:
+            now = self._clock()
+            earliest = self._next - (self.burst - 1) * self._interval
+            if earliest > now:
+                await asyncio.sleep(earliest - now)
+                now = max(self._clock(), earliest)
+            self._next = max(self._next, now) + self._interval
+        return self._clock() - started
 
 
 class RateLimiter:
