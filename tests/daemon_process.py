@@ -37,6 +37,8 @@ class DaemonProcess:
         records: Path,
         recorder: dict[str, Any] | None = None,
         consumer: dict[str, Any] | None = None,
+        pulsar_url: str | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -48,8 +50,9 @@ class DaemonProcess:
             "tuya": {
                 "access_id": tenant.access_id,
                 "access_secret": tenant.access_secret,
-                "pulsar_url": tenant.broker_url,
+                "pulsar_url": pulsar_url or tenant.broker_url,
             },
+            "tls": tls or {},
             "http": {"listen": f"127.0.0.1:{self.port}"},
             "dead_letter": {"path": str(self.dead_letter_path)},
             "logging": {"format": "json"},

@@ -46,11 +46,12 @@ def _run(classpath, args: argparse.Namespace) -> int:
     credentials = TuyaCredentials(
         args.access_id or generated.access_id, args.access_secret or generated.access_secret
     )
-    spare = iter(free_ports(3))
+    spare = iter(free_ports(4))
     ports = BrokerPorts(
         broker=args.broker_port or next(spare),
         web=args.web_port or next(spare),
         bookie=args.bookie_port or next(spare),
+        broker_tls=next(spare),
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -59,6 +60,7 @@ def _run(classpath, args: argparse.Namespace) -> int:
         tenant = broker.create_tenant(credentials)
         print(
             f"broker_url     {broker.broker_url}\n"
+            f"broker_tls_url {broker.broker_tls_url} (CA: {broker.tls.ca_cert})\n"
             f"admin_url      {broker.admin_url}\n"
             f"websocket_url  {broker.websocket_url}\n"
             f"access_id      {tenant.access_id}\n"

@@ -26,6 +26,7 @@ from .build import HERE, BrokerClasspath, Log
 from .credentials import CredentialsFile, TuyaCredentials
 from .ports import LOOPBACK, free_ports, is_free
 from .tenant import TuyaTenant
+from .tls import make_tls_files
 
 CONFIG_TEMPLATE = HERE / "standalone.conf"
 LOG4J_CONFIG = HERE / "log4j2.xml"
@@ -63,10 +64,11 @@ class BrokerPorts:
     broker: int  # binary protocol
     web: int  # admin REST API and WebSocket API
     bookie: int  # the in-process BookKeeper bookie
+    broker_tls: int  # binary protocol over TLS (a certificate of the test CA)
 
     @classmethod
     def free(cls) -> BrokerPorts:
-        return cls(*free_ports(3))
+        return cls(*free_ports(4))
 
 
 class PulsarBroker:
@@ -90,6 +92,7 @@ class PulsarBroker:
         self.log_path = self.workdir / "broker.log"
         self._log = log
         self.credentials = CredentialsFile(self.workdir / "credentials.properties")
+        self.tls = make_tls_files(self.workdir)
         # The broker's own clients and these helpers' admin calls log in with this pair.
         self.service_credentials = TuyaCredentials.generate()
         self.credentials.register(self.service_credentials)
@@ -104,6 +107,11 @@ class PulsarBroker:
     @property
     def broker_url(self) -> str:
         return f"pulsar://{LOOPBACK}:{self.ports.broker}"
+
+    @property
+    def broker_tls_url(self) -> str:
+        """``pulsar+ssl://``, served with a certificate that only ``tls.ca_cert`` vouches for."""
+        return f"pulsar+ssl://{LOOPBACK}:{self.ports.broker_tls}"
 
     @property
     def admin_url(self) -> str:
@@ -205,6 +213,10 @@ class PulsarBroker:
         values = {
             "broker_port": str(self.ports.broker),
             "web_port": str(self.ports.web),
+            "broker_tls_port": str(self.ports.broker_tls),
+            "tls_cert": str(self.tls.server_cert),
+            "tls_key": str(self.tls.server_key),
+            "tls_ca": str(self.tls.ca_cert),
             "credentials_file": str(self.credentials.path),
             "internal_id": self.service_credentials.access_id,
             "internal_secret": self.service_credentials.access_secret,

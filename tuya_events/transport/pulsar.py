@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -132,6 +133,9 @@ class PulsarSource:
         hint = auth_failure_hint(tuya.access_id, url, tuya.topic)
         if isinstance(exc, pulsar.AuthenticationError):
             return hint
+        tls_problem = self._tls_problem(url)
+        if tls_problem:
+            return tls_problem
         if _reachable(url):
             return (
                 f"the broker at {url} is reachable but did not accept the subscription "
@@ -142,6 +146,28 @@ class PulsarSource:
             "Check tuya.region / tuya.pulsar_url, DNS and the network path (outbound TCP to that "
             "port), and the TLS settings (tls.ca_file)."
         )
+
+    def _tls_problem(self, url: str) -> str | None:
+        """A certificate the client would refuse looks like a timeout too: check it ourselves."""
+        tls = self.settings.tls
+        parsed = urlsplit(url)
+        if parsed.scheme != "pulsar+ssl" or not parsed.hostname or not tls.verify_certificates:
+            return None
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        try:
+            with (
+                socket.create_connection((parsed.hostname, parsed.port or 6651), 3.0) as raw,
+                context.wrap_socket(raw, server_hostname=parsed.hostname),
+            ):
+                return None
+        except ssl.SSLCertVerificationError as exc:
+            return (
+                f"the TLS certificate of {url} could not be verified ({exc.verify_message}). "
+                "If the broker uses a private CA, set tls.ca_file to its PEM bundle; "
+                "tls.insecure: true turns verification off (never in production)."
+            )
+        except (OSError, ssl.SSLError):
+            return None
 
     async def receive_batch(self) -> list[Delivery]:
         consumer = self._consumer
