@@ -355,7 +355,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     print(
         f"python {platform.python_version()}, asyncpg {version('asyncpg')}, "
-        f"sqlite {__import__('sqlite3').sqlite_version}, {os.cpu_count()} CPUs"
+        f"sqlite {__import__('sqlite3').sqlite_version}, {os.cpu_count()} CPUs, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
 
     cluster = PostgresCluster(settings=DURABLE_SETTINGS)
@@ -416,6 +417,7 @@ async def main(args: argparse.Namespace) -> None:
     handler_rate, _ = rate(len(samples), postgres[f"handler -> PostgreSQL, batch {args.batch}"])
     verdict = "met" if handler_rate >= GOAL_EVENTS_PER_SECOND else "NOT met"
     print()
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"Goal >= {GOAL_EVENTS_PER_SECOND:,} events/s into PostgreSQL through the handler: "
         f"{verdict} ({handler_rate:,.0f} events/s median)"

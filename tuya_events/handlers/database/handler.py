@@ -95,9 +95,10 @@ class DatabaseHandler(BaseHandler):
         )
 
     async def handle(self, event: Event, delivery: Delivery) -> None:
+        """Return once the event's rows are committed: only then may the pipeline ack it."""
         try:
             record = self.builder.build(event, delivery, int(time.time() * 1000))
-        except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        except (orjson.JSONEncodeError, TypeError) as exc:
             raise HandlerError(
                 REFUSED, f"the event cannot be stored as JSON: {exc}", retryable=False
             ) from None
