@@ -161,6 +161,13 @@ class OpenApiClient:
             self._fetch_token, self.options.refresh_margin, on_fetch=self._token_fetched
         )
         self._session: aiohttp.ClientSession | None = None
+        if metrics is not None:
+            # Series exist from the start (at 0), so rate() and increase() see the first failure.
+            for outcome in (SUCCESS, "failure"):
+                metrics.openapi_token_refreshes.labels(outcome)
+            for endpoint in (TOKEN, COMMAND, QUERY):
+                metrics.openapi_requests.labels(endpoint, SUCCESS)
+                metrics.openapi_request_duration.labels(endpoint)
 
     # -- lifecycle --------------------------------------------------------------------------
 
