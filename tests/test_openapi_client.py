@@ -79,10 +79,10 @@ def test_calls_get_a_token_once_and_every_request_is_signed(
     assert sample(metrics, "openapi_token_refreshes_total", outcome="success") == 1
     assert sample(metrics, "openapi_request_duration_seconds_count", endpoint_class="query") == 1
     # Declared at 0 from the start, so an alert on increase() sees the first failure.
-    failures = {"outcome": "failure"}
-    assert metrics.registry.get_sample_value(
-        "tuya_events_openapi_token_refreshes_total", failures
-    ) == (0.0)
+    refresh_failures = metrics.registry.get_sample_value(
+        "tuya_events_openapi_token_refreshes_total", {"outcome": "failure"}
+    )
+    assert refresh_failures == 0.0
 
 
 def test_concurrent_first_calls_share_one_token_fetch(
