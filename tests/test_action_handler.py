@@ -635,6 +635,16 @@ def test_the_commented_example_in_config_example_yaml_is_valid(tmp_path: Path) -
     assert [rule.name for rule in handler.rules] == ["door-opens-light-on", "offline-notify"]
 
 
+def test_the_example_in_docs_actions_md_is_valid(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "actions.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    [example] = [block for block in blocks if "type: action" in block]
+    handlers = yaml.safe_load(example)["handlers"]
+    _, built = build(tmp_path, None, handlers)
+    [action_handler] = [h for h in built if isinstance(h, ActionHandler)]
+    assert [rule.name for rule in action_handler.rules] == ["door-opens-light-on", "offline-notify"]
+
+
 # -- templating --------------------------------------------------------------------------------
 
 
