@@ -14,9 +14,16 @@
 set -euo pipefail
 
 readonly HELM_VERSION=v3.22.0
+# The Kubernetes version helm assumes without a cluster (helm template, lint, install
+# --dry-run): helm's own Makefile sets it from its client-go module (v0.37 -> 1.37); a plain
+# `go install` would leave it at 1.20, below the chart's kubeVersion.
+readonly HELM_KUBE_MINOR=37
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 readonly BIN="$ROOT/.cache/bin"
+# Written after a build; a binary built with other settings is built again.
+readonly HELM_BUILD="$HELM_VERSION kubernetes-1.$HELM_KUBE_MINOR"
+readonly HELM_STAMP="$BIN/helm.build"
 
 as_root() {
     if ((EUID == 0)); then
@@ -51,7 +58,8 @@ helm_version() {
 }
 
 ensure_helm() {
-    if [[ -x "$BIN/helm" && "$(helm_version)" == "$HELM_VERSION" ]]; then
+    if [[ -x "$BIN/helm" && "$(helm_version)" == "$HELM_VERSION" &&
+        "$(cat "$HELM_STAMP" 2>/dev/null)" == "$HELM_BUILD" ]]; then
         echo "ensure-deploy-tools: helm $HELM_VERSION: $BIN/helm"
         return
     fi
@@ -63,14 +71,20 @@ ensure_helm() {
         "(about 5 minutes the first time, seconds once Go's caches have it)"
     mkdir -p "$BIN"
     local started=$SECONDS
-    # The version is stamped in the binary, so `helm version` tells a stale build apart.
-    GOBIN="$BIN" GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" go install \
-        -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    rm -f "$HELM_STAMP"
+    # The same -X settings as helm's Makefile: its version, and the default Kubernetes version.
+    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    local package
+    for package in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        ldflags+=" -X $package.k8sVersionMajor=1 -X $package.k8sVersionMinor=$HELM_KUBE_MINOR"
+    done
+    CGO_ENABLED=0 GOBIN="$BIN" GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" go install \
+        -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     if [[ "$(helm_version)" != "$HELM_VERSION" ]]; then
         echo "ensure-deploy-tools: built helm reports '$(helm_version)', not $HELM_VERSION" >&2
         exit 1
     fi
+    printf '%s\n' "$HELM_BUILD" >"$HELM_STAMP"
     echo "ensure-deploy-tools: helm $HELM_VERSION built in $((SECONDS - started)) s: $BIN/helm"
 }
 

@@ -1,0 +1,424 @@
+"""deploy/helm/tuya-events: the chart lints, renders, and what it renders is valid Kubernetes.
+
+``helm`` is the pinned build from ``scripts/ensure-deploy-tools.sh`` (``make test-deps``) in
+``.cache/bin``. Every rendered manifest of the core API groups is validated (strict: unknown
+fields are errors) with kubernetes-validate against the oldest Kubernetes the chart supports
+(its kubeVersion, 1.25) and the newest schema the package has. Its schemas do not cover the
+Prometheus Operator's CRDs (monitoring.coreos.com/v1), so ServiceMonitor and PodMonitor are
+checked structurally here: their selectors, port names and paths against what the chart's
+Service and pods really expose. The configuration inside the ConfigMap is validated with the
+daemon's own loader, reading the secret from the rendered Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tuya_events.config.loader import settings_from_mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "deploy" / "helm" / "tuya-events"
+HELM = ROOT / ".cache" / "bin" / "helm"
+KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
+SECRETS_DIR = "/etc/tuya-events/secrets"
+ACCESS_SECRET = "a" * 32
+
+# Everything optional turned on at once.
+ALL_ON = {
+    "persistence": {"enabled": True, "storageClass": "fast"},
+    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "podMonitor": {"enabled": True},
+    "secret": {"existingSecret": "tuya-credentials", "accessSecretKey": "client_secret"},
+    "config": {"tuya": {"access_id": "access0id0000000", "region": "us"}},
+}
+CONFIGURED = {
+    "config": {"tuya": {"access_id": "access0id0000000", "region": "eu"}},
+    "secret": {"accessSecret": ACCESS_SECRET, "extraFiles": {"webhook_secret": "whsec_x"}},
+}
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    assert HELM.is_file(), f"{HELM} is missing: run `make test-deps` (ensure-deploy-tools.sh)"
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def values_file(tmp_path: Path, values: dict[str, Any] | None) -> list[str]:
+    if values is None:
+        return []
+    path = tmp_path / f"values-{len(list(tmp_path.glob('values-*')))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return ["--values", str(path)]
+
+
+def render(tmp_path: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    output = helm("template", "release", str(CHART), *values_file(tmp_path, values)).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        assert doc["kind"] not in kinds, f"two {doc['kind']}s"
+        kinds[doc["kind"]] = doc
+    return kinds
+
+
+def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [doc for doc in docs if doc["kind"] in ("Deployment", "StatefulSet")]
+    return found
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (only,) = workload(docs)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def rendered_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return yaml.safe_load(by_kind(docs)["ConfigMap"]["data"]["config.yaml"])
+
+
+# -- helm's own checks -------------------------------------------------------------------------
+
+
+def test_helm_lint_default_values() -> None:
+    result = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_helm_lint_everything_enabled(tmp_path: Path) -> None:
+    result = helm("lint", "--strict", str(CHART), *values_file(tmp_path, ALL_ON))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_helm_lint_reports_a_broken_chart(tmp_path: Path) -> None:
+    """The lint above can fail: a template that does not parse is an error."""
+    broken = tmp_path / "tuya-events"
+    subprocess.run(["cp", "-r", str(CHART), str(broken)], check=True)
+    (broken / "templates" / "broken.yaml").write_text("kind: {{ .Values.nothing | nosuchfunc }}\n")
+    result = helm("lint", "--strict", str(broken), check=False)
+    assert result.returncode != 0
+    assert "nosuchfunc" in result.stdout + result.stderr
+
+
+# -- every manifest against Kubernetes' schemas ------------------------------------------------
+
+CRD_KINDS = {"ServiceMonitor", "PodMonitor"}
+
+
+def validate_core(docs: list[dict[str, Any]]) -> list[str]:
+    validated = []
+    for doc in docs:
+        if doc["apiVersion"] == "monitoring.coreos.com/v1":
+            assert doc["kind"] in CRD_KINDS
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+        validated.append(doc["kind"])
+    return validated
+
+
+def test_default_manifests_validate_against_kubernetes_schemas(tmp_path: Path) -> None:
+    docs = render(tmp_path)
+    assert sorted(validate_core(docs)) == sorted(
+        ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    )
+
+
+def test_everything_enabled_validates_against_kubernetes_schemas(tmp_path: Path) -> None:
+    docs = render(tmp_path, ALL_ON)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "PodDisruptionBudget",
+            "PodMonitor",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+            "StatefulSet",
+        ]
+    ), "existingSecret: no Secret rendered"
+    assert sorted(validate_core(docs)) == sorted(set(kinds) - CRD_KINDS)
+
+
+def test_schema_validation_rejects_a_wrong_manifest(tmp_path: Path) -> None:
+    """The validation above can fail: a misspelt field and a wrongly typed one are caught."""
+    deployment = copy.deepcopy(workload(render(tmp_path)))
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    probe["httpGett"] = probe.pop("httpGet")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+    deployment = copy.deepcopy(workload(render(tmp_path)))
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_monitors_select_the_chart_s_service_and_pods_by_real_port_names(tmp_path: Path) -> None:
+    docs = render(tmp_path, ALL_ON)
+    kinds = by_kind(docs)
+    service, pod = kinds["Service"], workload(docs)["spec"]["template"]
+    service_ports = {port["name"] for port in service["spec"]["ports"]}
+    container_ports = {port["name"] for port in container(docs)["ports"]}
+
+    monitor = kinds["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["default"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in service_ports
+    assert endpoint["path"] == "/metrics"
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+
+    pod_monitor = kinds["PodMonitor"]
+    selector = pod_monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in container_ports
+    assert endpoint["path"] == "/metrics"
+    for doc in (monitor, pod_monitor):
+        assert doc["metadata"]["name"] == service["metadata"]["name"]
+        assert set(doc["spec"]) <= {
+            "selector",
+            "namespaceSelector",
+            "endpoints",
+            "podMetricsEndpoints",
+        }
+
+
+def test_monitors_are_off_by_default(tmp_path: Path) -> None:
+    assert not {doc["kind"] for doc in render(tmp_path)} & CRD_KINDS
+
+
+# -- the configuration the pods run with -------------------------------------------------------
+
+
+def load_as_the_pod_does(docs: list[dict[str, Any]], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The ConfigMap's config.yaml, with the Secret's files where the pod would mount them."""
+    mounted = tmp_path / "secrets"
+    mounted.mkdir()
+    for name, value in by_kind(docs)["Secret"]["data"].items():
+        (mounted / name).write_bytes(base64.b64decode(value))
+    tree = rendered_config(docs)
+    tree["tuya"]["access_secret_file"] = tree["tuya"]["access_secret_file"].replace(
+        SECRETS_DIR, str(mounted)
+    )
+    return settings_from_mapping(tree, {}, source="ConfigMap")
+
+
+def test_rendered_configuration_validates_with_the_daemon_s_loader(tmp_path: Path) -> None:
+    docs = render(tmp_path, CONFIGURED)
+    settings = load_as_the_pod_does(docs, tmp_path)
+    assert settings.tuya.access_secret.get_secret_value() == ACCESS_SECRET
+    assert settings.tuya.access_id == "access0id0000000"
+    assert settings.http.enabled and settings.http.listen == ("0.0.0.0", 9464)
+    assert settings.dead_letter.path == "/var/lib/tuya-events/dead-letters.sqlite3"
+    assert (tmp_path / "secrets" / "webhook_secret").read_text() == "whsec_x"
+
+
+def test_default_values_render_a_configuration_the_loader_refuses_with_reasons(
+    tmp_path: Path,
+) -> None:
+    """No access id, no secret: the pod would exit 78 naming both keys (NOTES.txt warns)."""
+    from tuya_events.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_as_the_pod_does(render(tmp_path), tmp_path)
+    rendered = caught.value.render()
+    assert "tuya.access_id" in rendered and "tuya.access_secret_file" in rendered
+
+
+def test_chart_owns_listen_secret_file_and_dead_letter_path(tmp_path: Path) -> None:
+    values = copy.deepcopy(CONFIGURED)
+    values["config"]["tuya"]["access_secret"] = "inline-secret-is-dropped-000000"
+    values["config"]["http"] = {
+        "listen": "127.0.0.1:1",
+        "enabled": False,
+        "ready_max_silence": "10m",
+    }
+    values["config"]["dead_letter"] = {"path": "/tmp/x.sqlite3", "store_plaintext": True}
+    values["service"] = {"port": 9100}
+    docs = render(tmp_path, values)
+    config = rendered_config(docs)
+    assert "access_secret" not in config["tuya"]
+    assert config["tuya"]["access_secret_file"] == f"{SECRETS_DIR}/access_secret"
+    assert config["http"] == {"enabled": True, "listen": "0.0.0.0:9100", "ready_max_silence": "10m"}
+    assert config["dead_letter"] == {
+        "path": "/var/lib/tuya-events/dead-letters.sqlite3",
+        "store_plaintext": True,
+    }
+    (port,) = container(docs)["ports"]
+    assert port["containerPort"] == 9100
+    assert by_kind(docs)["Service"]["spec"]["ports"][0]["port"] == 9100
+    assert load_as_the_pod_does(docs, tmp_path).http.listen == ("0.0.0.0", 9100)
+
+
+def test_existing_secret_is_mounted_and_its_key_is_the_secret_file(tmp_path: Path) -> None:
+    docs = render(tmp_path, ALL_ON)
+    assert "Secret" not in {doc["kind"] for doc in docs}
+    pod = workload(docs)["spec"]["template"]["spec"]
+    (secret_volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert secret_volume["secret"]["secretName"] == "tuya-credentials"
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == secret_volume["name"])
+    assert mount["mountPath"] == SECRETS_DIR and mount["readOnly"] is True
+    config = rendered_config(docs)
+    assert config["tuya"]["access_secret_file"] == f"{SECRETS_DIR}/client_secret"
+    # Readable by the pod's group: the daemon is not root.
+    assert secret_volume["secret"]["defaultMode"] & 0o040
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+
+def test_config_and_secret_mounts_are_where_the_command_reads(tmp_path: Path) -> None:
+    docs = render(tmp_path, CONFIGURED)
+    main = container(docs)
+    config_path = main["args"][main["args"].index("-c") + 1]
+    assert main["args"][0] == "run"
+    mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+    assert str(Path(config_path).parent) == mounts["config"]
+    assert Path(config_path).name in by_kind(docs)["ConfigMap"]["data"]
+    secret_file = rendered_config(docs)["tuya"]["access_secret_file"]
+    assert str(Path(secret_file).parent) == mounts["secrets"]
+    assert Path(secret_file).name in by_kind(docs)["Secret"]["data"]
+    assert str(Path(rendered_config(docs)["dead_letter"]["path"]).parent) == mounts["state"]
+
+
+# -- the pods ----------------------------------------------------------------------------------
+
+
+def test_two_replicas_probes_and_resources_by_default(tmp_path: Path) -> None:
+    docs = render(tmp_path)
+    deployment = workload(docs)
+    assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 2
+    main = container(docs)
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+    assert main["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert main["resources"]["requests"] and main["resources"]["limits"]["memory"]
+    assert by_kind(docs)["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert render(tmp_path, {"replicaCount": 11})[-1]["spec"]["replicas"] == 11
+
+
+def test_security_context_is_restrictive(tmp_path: Path) -> None:
+    docs = render(tmp_path)
+    pod = workload(docs)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    context = container(docs)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The uid the image creates (deploy/container/Dockerfile: USER).
+    dockerfile = (ROOT / "deploy" / "container" / "Dockerfile").read_text()
+    assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
+
+
+def test_dead_letters_on_an_empty_dir_by_default_and_a_claim_per_pod_when_persistent(
+    tmp_path: Path,
+) -> None:
+    pod = workload(render(tmp_path))["spec"]["template"]["spec"]
+    (state,) = [v for v in pod["volumes"] if v["name"] == "state"]
+    assert "emptyDir" in state
+
+    statefulset = workload(render(tmp_path, ALL_ON))
+    assert statefulset["kind"] == "StatefulSet"
+    assert not [
+        v for v in statefulset["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"
+    ]
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert (
+        statefulset["spec"]["serviceName"]
+        == by_kind(render(tmp_path, ALL_ON))["Service"]["metadata"]["name"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("shutdown_timeout", "grace"),
+    [(None, 45), ("30s", 45), ("2m", 135), ("500ms", 16), (90, 105), ("1.5m", 105)],
+)
+def test_grace_period_outlasts_the_shutdown_timeout(
+    tmp_path: Path, shutdown_timeout: str | int | None, grace: int
+) -> None:
+    values: dict[str, Any] = {"config": {"consumer": {}}}
+    if shutdown_timeout is not None:
+        values["config"]["consumer"]["shutdown_timeout"] = shutdown_timeout
+    docs = render(tmp_path, values)
+    seconds = workload(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert seconds == grace
+    # The daemon reads the same value: the grace period is longer than its drain.
+    config = rendered_config(docs)
+    config["tuya"] = {"access_id": "x", "access_secret": ACCESS_SECRET, "region": "eu"}
+    assert seconds > settings_from_mapping(config, {}).consumer.shutdown_timeout
+
+
+def test_grace_period_refuses_a_value_shorter_than_the_drain_and_an_unknown_duration(
+    tmp_path: Path,
+) -> None:
+    short = values_file(tmp_path, {"terminationGracePeriodSeconds": 20})
+    result = helm("template", "r", str(CHART), *short, check=False)
+    assert result.returncode != 0 and "must be longer than" in result.stderr
+    longer = workload(render(tmp_path, {"terminationGracePeriodSeconds": 60}))
+    assert longer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    unknown = values_file(tmp_path, {"config": {"consumer": {"shutdown_timeout": "soon"}}})
+    result = helm("template", "r", str(CHART), *unknown, check=False)
+    assert result.returncode != 0 and "shutdown_timeout" in result.stderr
+
+
+def annotations(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return workload(docs)["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_config_checksum_rolls_the_pods_when_the_configuration_changes(tmp_path: Path) -> None:
+    base = annotations(render(tmp_path, CONFIGURED))
+    changed = copy.deepcopy(CONFIGURED)
+    changed["config"]["tuya"]["region"] = "us"
+    assert annotations(render(tmp_path, changed))["checksum/config"] != base["checksum/config"]
+    scaled = {**copy.deepcopy(CONFIGURED), "replicaCount": 5}
+    assert annotations(render(tmp_path, scaled)) == base, "scaling must not roll the pods"
+    rotated = copy.deepcopy(CONFIGURED)
+    rotated["secret"]["accessSecret"] = "b" * 32
+    after = annotations(render(tmp_path, rotated))
+    assert after["checksum/secret"] != base["checksum/secret"]
+    assert after["checksum/config"] == base["checksum/config"]
+
+
+def test_notes_warn_about_missing_credentials_and_the_empty_dir(tmp_path: Path) -> None:
+    """helm template does not render NOTES.txt; a copy of it as a template does."""
+    chart = tmp_path / "tuya-events"
+    subprocess.run(["cp", "-r", str(CHART), str(chart)], check=True)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+        + "".join(f"    {line}\n" for line in notes.splitlines())
+    )
+
+    def rendered_notes(values: dict[str, Any] | None) -> str:
+        output = helm("template", "r", str(chart), *values_file(tmp_path, values)).stdout
+        (doc,) = [d for d in yaml.safe_load_all(output) if d and d["metadata"]["name"] == "notes"]
+        return doc["data"]["notes"]
+
+    default = rendered_notes(None)
+    assert "config.tuya.access_id is empty" in default
+    assert "no Access Secret" in default
+    assert "lost" in default and "persistence.enabled=true" in default
+    assert "11 partitions" in default
+    configured = rendered_notes({**CONFIGURED, "persistence": {"enabled": True}})
+    assert "WARNING" not in configured and "emptyDir" not in configured
+    assert "StatefulSet" in configured
