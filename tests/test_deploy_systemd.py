@@ -18,9 +18,12 @@ import os
 import platform
 import shlex
 import shutil
+import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -409,3 +412,57 @@ def test_pulsar_client_and_database_drivers_load_with_memory_deny_write_execute(
     result = run_denying_write_execute(sys.executable, "-c", probe)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "subscribe failed: Timeout\n" in result.stdout
+
+
+# -- Type=notify and WatchdogSec= with the real daemon ------------------------------------------
+
+
+def test_daemon_speaks_the_notify_protocol_the_unit_expects(tmp_path: Path) -> None:
+    """As systemd runs it: $NOTIFY_SOCKET and $WATCHDOG_USEC from WatchdogSec=. READY=1 comes,
+    then watchdog pings; SIGTERM brings STOPPING=1 and an exit the unit counts as success,
+    well within TimeoutStopSec=."""
+    notify_socket = tmp_path / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify_socket))
+    receiver.settimeout(0.5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUYA_", "WATCHDOG_"))}
+    env["NOTIFY_SOCKET"] = str(notify_socket)
+    env["WATCHDOG_USEC"] = str(int(parse_duration(one("WatchdogSec")) * 1_000_000))
+    process = subprocess.Popen(
+        [str(TUYA_EVENTS), "demo", "--http", "127.0.0.1:0", "--state-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    messages: list[list[str]] = []
+
+    def collect_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            try:
+                messages.append(receiver.recv(4096).decode().split("\n"))
+            except TimeoutError:
+                continue
+
+    def sent(line: str) -> bool:
+        return any(line in message for message in messages)
+
+    try:
+        collect_until(lambda: sent("READY=1") and sent("WATCHDOG=1"), 30)
+        assert sent("READY=1"), messages
+        assert sent("WATCHDOG=1"), messages
+        ready = next(message for message in messages if "READY=1" in message)
+        assert any(line.startswith("STATUS=") for line in ready)
+        started_stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=parse_duration(one("TimeoutStopSec")))
+        stop_took = time.monotonic() - started_stopping
+        collect_until(lambda: sent("STOPPING=1"), 2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        receiver.close()
+    assert sent("STOPPING=1"), messages
+    assert code == 0 or str(code) in one("SuccessExitStatus").split()
+    assert stop_took < parse_duration(one("TimeoutStopSec"))
