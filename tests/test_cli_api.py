@@ -272,6 +272,7 @@ def test_an_unreachable_openapi_exits_69() -> None:
         (("GET", "/v1.0/x", "--t", "soon", "--dry-run", *CREDENTIALS), "milliseconds"),
         (("GET", "/v1.0/x", "--legacy-signing", "--nonce", "n", *CREDENTIALS), "legacy"),
         (("GET", "/v1.0/x", "--signature-header", "novalue", *CREDENTIALS), "NAME:VALUE"),
+        (("GET", "/v1.0/x", "--lang", "e n", "--dry-run", *CREDENTIALS), "--lang"),
     ],
 )
 def test_usage_errors_exit_64_and_say_what_to_do(args: tuple[str, ...], words: str) -> None:

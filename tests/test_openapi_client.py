@@ -159,6 +159,25 @@ def test_a_token_taken_by_another_process_is_replaced_and_the_call_retried_once(
     assert [r.code for r in server.requests("/status")] == [1011, None]
 
 
+def test_tokens_taken_again_and_again_are_noticed(servers: Callable[..., FakeTuyaOpenApi]) -> None:
+    """Each time another process takes a token, ours is rejected before its expiry: the calls
+    still succeed (one retry each), and the client counts it for the shared-key warning."""
+    server = servers()
+
+    async def scenario() -> list[bool]:
+        noticed = []
+        async with client_for(server.url) as client:
+            await client.request("GET", "/v1.0/iot-03/devices/d1")
+            for _ in range(3):
+                server.issue_token()
+                await client.request("GET", "/v1.0/iot-03/devices/d1")
+                noticed.append(client.tokens.keeps_being_invalidated())
+        return noticed
+
+    assert run(scenario()) == [False, False, True]
+    assert [r.code for r in server.requests("/devices/d1")] == [None, *[1011, None] * 3]
+
+
 def test_tokens_rejected_again_after_renewal_say_two_processes_may_share_the_key(
     servers: Callable[..., FakeTuyaOpenApi],
 ) -> None:

@@ -232,7 +232,10 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config) if args.config else None
     access_id, secret = _credentials(args, settings)
     base_url = _base_url(args, settings)
-    options = OpenApiOptions(legacy_signing=args.legacy_signing, lang=args.lang)
+    try:
+        options = OpenApiOptions(legacy_signing=args.legacy_signing, lang=args.lang)
+    except ValueError:  # pydantic's ValidationError is one
+        raise CliError(f"--lang {args.lang!r}: letters, '-' and '_' only", USAGE) from None
     client = OpenApiClient(
         Credentials(access_id, secret, base_url or "https://unknown.invalid"),
         options,
