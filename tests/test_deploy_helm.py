@@ -188,9 +188,14 @@ def test_monitors_select_the_chart_s_service_and_pods_by_real_port_names(tmp_pat
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] in container_ports
     assert endpoint["path"] == "/metrics"
+    # The job label: deploy/prometheus's rules look for job="tuya-events".
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "tuya-events"
+    assert pod["metadata"]["labels"][pod_monitor["spec"]["jobLabel"]] == "tuya-events"
+    assert 'job="tuya-events"' in (ROOT / "deploy/prometheus/tuya-events-alerts.yaml").read_text()
     for doc in (monitor, pod_monitor):
         assert doc["metadata"]["name"] == service["metadata"]["name"]
         assert set(doc["spec"]) <= {
+            "jobLabel",
             "selector",
             "namespaceSelector",
             "endpoints",
