@@ -312,6 +312,44 @@ def test_a_retry_after_a_partial_failure_sends_only_the_calls_that_failed(
     assert [r.code for r in server.requests(PUSH_PATH)] == [1111, None]
 
 
+def test_token_expiry_mid_run_is_handled_inside_the_client(tmp_path: Path) -> None:
+    """Tokens live 1 s: the client refreshes ahead of expiry while events keep coming, and a token
+    the server drops early (1010) is replaced on the spot; the pipeline never sees a failure."""
+    server = FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET, token_ttl=1).start()
+    try:
+        options = action(DOOR_OPENS_LIGHT_ON)
+        options["openapi"] = {**FAST_CLIENT, "refresh_margin": "300ms"}
+        settings, handlers = build(tmp_path, server, [options])
+
+        def tokens_issued() -> int:
+            return len(server.requests("/v1.0/token", code=None))
+
+        async def scenario(h: Harness) -> tuple[float, float]:
+            expired = False
+            issued = tokens_issued()
+            for seq in range(1, 13):
+                h.source.publish(*door(f"door-{seq}", seq), key=f"door-{seq}")
+                await asyncio.sleep(0.25)
+                if not expired and seq >= 3 and tokens_issued() > issued:
+                    # A refresh just happened: the client will trust this token for another
+                    # 0.45 s at least, so the next command meets the 1010.
+                    server.expire_tokens()
+                    expired = True
+                issued = tokens_issued()
+            assert expired
+            await settled(h, 12)
+            return outcome(h, "action", "success"), outcome(h, "action", "retry")
+
+        assert run(settings, handlers, scenario) == (12, 0)
+    finally:
+        server.stop()
+    assert len(server.commands()) == 12
+    assert [r.code for r in server.requests("/commands")].count(1010) == 1
+    refreshed = [r for r in server.requests("/v1.0/token/") if r.code is None]
+    assert refreshed  # ahead of expiry, with the refresh token
+    assert 1011 not in server.codes()
+
+
 # -- cooldown and debounce -----------------------------------------------------------------------
 
 

@@ -123,6 +123,27 @@ def test_token_is_refreshed_ahead_of_expiry_without_a_single_1010(
     assert sample(metrics, "openapi_token_refreshes_total", outcome="success") >= 3
 
 
+def test_calls_queued_behind_the_limiter_while_the_token_is_refreshed_use_the_new_one(
+    servers: Callable[..., FakeTuyaOpenApi],
+) -> None:
+    """Twelve commands at once queue for 2.75 s; the token (2 s, refreshed at 1 s) is replaced
+    meanwhile. A call must take its token when it leaves, not when it starts waiting."""
+    server = servers(token_ttl=2)
+
+    async def scenario() -> None:
+        async with client_for(server.url, refresh_margin=1.5) as client:
+            await asyncio.gather(
+                *(
+                    client.send_commands(f"d{i}", [{"code": "switch_1", "value": True}])
+                    for i in range(12)
+                )
+            )
+
+    run(scenario())
+    assert len(server.requests("/v1.0/token/", code=None)) >= 1  # refreshed mid-queue
+    assert [r.code for r in server.requests("/commands")] == [None] * 12  # no 1010, no 1011
+
+
 def test_an_expired_token_gets_1010_then_a_new_token_and_the_call_is_sent_once_more(
     servers: Callable[..., FakeTuyaOpenApi],
 ) -> None:

@@ -22,7 +22,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -295,20 +295,27 @@ class OpenApiClient:
                 await asyncio.sleep(delay)
 
     async def _with_token(self, call: _Call, access_token: str | None) -> Any:
-        if call.token_call:
-            return await self._exchange(call, "")
-        if access_token is not None:
-            return await self._exchange(call, access_token)
-        token = await self.tokens.access_token()
+        if call.token_call or access_token is not None:
+            given = access_token or ""
+            return await self._exchange(call, lambda: _ready(given))
+        used: list[str] = []
+
+        async def managed() -> str:
+            used.append(await self.tokens.access_token())
+            return used[-1]
+
+        # A token due for refresh is refreshed before the call queues for the rate limiter, so
+        # the refresh does not eat into the call's slot.
+        await self.tokens.access_token()
         try:
-            return await self._exchange(call, token)
+            return await self._exchange(call, managed)
         except OpenApiError as error:
             if not error.token_problem:
                 raise
             log.info("OpenAPI token rejected, getting a new one", code=error.code)
-        fresh = await self.tokens.renew(token)
+        await self.tokens.renew(used[-1])
         try:
-            return await self._exchange(call, fresh)
+            return await self._exchange(call, managed)
         except OpenApiError as error:
             if not error.token_problem:
                 raise
@@ -316,8 +323,12 @@ class OpenApiClient:
                 error.code, error.msg, error.tid, SHARED_KEY_HINT, path=call.display_path
             ) from None
 
-    async def _exchange(self, call: _Call, access_token: str) -> Any:
-        """One request: wait for the limiter, sign, send, read; result or OpenApiError."""
+    async def _exchange(self, call: _Call, token: Callable[[], Awaitable[str]]) -> Any:
+        """One request: wait for the limiter, then take the token, sign, send, read.
+
+        The token is taken after the wait: a call queued behind the limiter while the token was
+        refreshed must not go out with the replaced one.
+        """
         waited = await self.limiter.acquire(call.endpoint)
         if self._metrics is not None and call.endpoint != TOKEN:
             self._metrics.openapi_rate_limit_wait.labels(call.endpoint).observe(waited)
@@ -326,7 +337,7 @@ class OpenApiClient:
             call.path,
             query=call.query,
             body=call.body,
-            access_token=access_token,
+            access_token=await token(),
             t=call.t,
             nonce=call.nonce,
             signature_headers=call.signature_headers,
@@ -418,11 +429,15 @@ class OpenApiClient:
         call.token_call = True
         call.endpoint = TOKEN
         # One attempt: the call that needed the token retries, with the token fetch inside it.
-        return await self._exchange(call, "")
+        return await self._exchange(call, lambda: _ready(""))
 
     def _token_fetched(self, ok: bool) -> None:
         if self._metrics is not None:
             self._metrics.openapi_token_refreshes.labels(SUCCESS if ok else "failure").inc()
+
+
+async def _ready(value: str) -> str:
+    return value
 
 
 @dataclass(slots=True)
