@@ -16,6 +16,7 @@ import json
 import mmap
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -291,24 +292,45 @@ def test_exec_start_pre_passes_the_sample_and_stops_a_broken_one(tmp_path: Path)
     assert "78" in one("RestartPreventExitStatus").split()
 
 
-# -- MemoryDenyWriteExecute=yes with the real daemon -------------------------------------------
+# -- the unit's seccomp rules with the real daemon ---------------------------------------------
 
-# systemd's MemoryDenyWriteExecute= is a seccomp filter (src/shared/seccomp-util.c): mmap() with
-# PROT_WRITE|PROT_EXEC, mprotect()/pkey_mprotect() adding PROT_EXEC, and shmat() with SHM_EXEC
-# fail with EPERM. The same filter is installed here, by hand, before the daemon is exec'd.
-_SYSCALLS = {
-    # machine: (AUDIT_ARCH_*, mmap, mprotect, pkey_mprotect, shmat)
-    "x86_64": (0xC000003E, 9, 10, 329, 30),
-    "aarch64": (0xC00000B7, 222, 226, 288, 196),
+# Three of the unit's settings are seccomp filters that systemd installs before exec
+# (src/shared/seccomp-util.c). The same filters are built here from the unit's own values and
+# installed by hand in the child before it execs the daemon:
+#
+# - MemoryDenyWriteExecute=yes: mmap() with PROT_WRITE|PROT_EXEC, mprotect()/pkey_mprotect()
+#   adding PROT_EXEC and shmat() with SHM_EXEC fail with EPERM.
+# - RestrictAddressFamilies=: socket() with any other family fails with EAFNOSUPPORT.
+# - SystemCallFilter= (an allow list, minus the ~ groups) with SystemCallErrorNumber=EPERM and
+#   SystemCallArchitectures=native: any other system call fails with EPERM. The groups are
+#   expanded by `systemd-analyze syscall-filter`, the numbers come from the kernel headers.
+_ARCH = {
+    # machine: (AUDIT_ARCH_*, mmap, mprotect, pkey_mprotect, shmat, socket)
+    "x86_64": (0xC000003E, 9, 10, 329, 30, 41),
+    "aarch64": (0xC00000B7, 222, 226, 288, 196, 198),
 }
+_UNISTD = {
+    "x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+    "aarch64": Path("/usr/include/asm-generic/unistd.h"),
+}
+_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10}
 _PROT_WRITE_EXEC, _PROT_EXEC, _SHM_EXEC = 0x6, 0x4, 0o100000
-_LD_ABS, _JEQ, _AND, _RET = 0x20, 0x15, 0x54, 0x06
-_ALLOW, _ERRNO_EPERM = 0x7FFF0000, 0x00050000 | 1
+_LD_ABS, _JEQ, _JGE, _AND, _RET = 0x20, 0x15, 0x35, 0x54, 0x06
+_ALLOW, _ERRNO = 0x7FFF0000, 0x00050000
+_EPERM, _EAFNOSUPPORT = 1, 97
+_X32_SYSCALL_BIT = 0x40000000
+
+Program = list[tuple[int, int, int, int]]
 
 
-def _mdwe_program() -> list[tuple[int, int, int, int]]:
-    arch, mmap_nr, mprotect_nr, pkey_nr, shmat_nr = _SYSCALLS[platform.machine()]
-    program = [(_LD_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, _ALLOW), (_LD_ABS, 0, 0, 0)]
+def _arch_check(arch: int, otherwise: int) -> Program:
+    """A = syscall number, for the native architecture; any other returns ``otherwise``."""
+    return [(_LD_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, otherwise), (_LD_ABS, 0, 0, 0)]
+
+
+def _memory_deny_write_execute() -> Program:
+    arch, mmap_nr, mprotect_nr, pkey_nr, shmat_nr, _ = _ARCH[platform.machine()]
+    program = _arch_check(arch, _ALLOW)
     checks = [
         (mmap_nr, _PROT_WRITE_EXEC),
         (mprotect_nr, _PROT_EXEC),
@@ -316,37 +338,128 @@ def _mdwe_program() -> list[tuple[int, int, int, int]]:
         (shmat_nr, _SHM_EXEC),
     ]
     for number, mask in checks:
-        # The syscall number is in A: not this one -> next check (skip 4). Else load the 3rd
-        # argument's low word (offset 32 on little-endian), mask it, refuse when all bits set.
+        # Not this syscall: skip to the next check. Else load the 3rd argument's low word
+        # (offset 32, little-endian), mask it, refuse when all the mask's bits are set.
         program += [
             (_JEQ, 0, 4, number),
             (_LD_ABS, 0, 0, 32),
             (_AND, 0, 0, mask),
             (_JEQ, 0, 1, mask),
-            (_RET, 0, 0, _ERRNO_EPERM),
+            (_RET, 0, 0, _ERRNO | _EPERM),
             (_RET, 0, 0, _ALLOW),
         ]
     return [*program, (_RET, 0, 0, _ALLOW)]
 
 
-def _deny_write_execute() -> None:
-    """preexec_fn: install the filter in the child, inherited by what it execs."""
-    instructions = _mdwe_program()
-    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in instructions))
+def _restrict_address_families(families: list[int]) -> Program:
+    arch, *_, socket_nr = _ARCH[platform.machine()]
+    program = [*_arch_check(arch, _ALLOW), (_JEQ, 0, 2 + len(families), socket_nr)]
+    program.append((_LD_ABS, 0, 0, 16))  # the 1st argument: the family
+    for index, family in enumerate(families):
+        program.append((_JEQ, len(families) - index, 0, family))
+    program += [(_RET, 0, 0, _ERRNO | _EAFNOSUPPORT), (_RET, 0, 0, _ALLOW)]
+    return program
+
+
+def _syscall_groups() -> dict[str, list[str]]:
+    output = subprocess.run(
+        [systemd_analyze(), "syscall-filter", "--no-pager"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    groups: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#") and current is not None:
+            current.append(line.strip())
+        elif not line.strip():
+            current = None
+    return groups
+
+
+def _expand(items: list[str], groups: dict[str, list[str]]) -> set[str]:
+    names: set[str] = set()
+    for item in items:
+        names |= _expand(groups[item], groups) if item.startswith("@") else {item}
+    return names
+
+
+def _syscall_numbers() -> dict[str, int]:
+    header = _UNISTD[platform.machine()].read_text()
+    found = re.findall(r"^#define __NR(?:3264)?_(\w+)\s+(\d+)\s*$", header, re.MULTILINE)
+    return {name: int(number) for name, number in found}
+
+
+def unit_syscall_allow_list() -> set[str]:
+    """The system calls the unit's SystemCallFilter= lines allow, by name."""
+    groups = _syscall_groups()
+    allowed: set[str] | None = None
+    for value in SERVICE["SystemCallFilter"]:
+        deny = value.startswith("~")
+        names = _expand(value.removeprefix("~").split(), groups)
+        if allowed is None:
+            assert not deny, "the unit's first SystemCallFilter= is an allow list"
+            allowed = names
+        else:
+            allowed = allowed - names if deny else allowed | names
+    assert allowed
+    return allowed
+
+
+def _system_call_filter(allowed: set[str]) -> Program:
+    arch = _ARCH[platform.machine()][0]
+    numbers = _syscall_numbers()
+    assert {"read", "write", "execve"} <= numbers.keys(), "the kernel headers were not read"
+    # SystemCallArchitectures=native: other ABIs are killed; x32 numbers on x86_64 too.
+    program = _arch_check(arch, 0)  # SECCOMP_RET_KILL_THREAD
+    if platform.machine() == "x86_64":
+        program.append((_JGE, 0, 1, _X32_SYSCALL_BIT))
+        program.append((_RET, 0, 0, 0))
+    for number in sorted({numbers[name] for name in allowed if name in numbers}):
+        program += [(_JEQ, 0, 1, number), (_RET, 0, 0, _ALLOW)]
+    return [*program, (_RET, 0, 0, _ERRNO | _EPERM)]
+
+
+def _install(program: Program) -> None:
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    program = SockFprog(len(instructions), ctypes.cast(code, ctypes.c_void_p))
+    fprog = SockFprog(len(program), ctypes.cast(code, ctypes.c_void_p))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
-    if libc.prctl(22, 2, ctypes.byref(program), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
         raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
 
 
-def run_denying_write_execute(*command: str) -> subprocess.CompletedProcess:
-    assert platform.machine() in _SYSCALLS, f"no syscall numbers for {platform.machine()}"
+def unit_seccomp_programs() -> list[Program]:
+    """The unit's three filters, built from its settings (asserted above to be what they are)."""
+    assert platform.machine() in _ARCH, f"no syscall numbers for {platform.machine()}"
+    assert one("MemoryDenyWriteExecute") == "yes"
+    assert one("SystemCallArchitectures") == "native"
+    assert one("SystemCallErrorNumber") == "EPERM"
+    families = [_FAMILIES[name] for name in one("RestrictAddressFamilies").split()]
+    # The allow list goes last: installing a filter needs prctl(), which it may not allow.
+    return [
+        _memory_deny_write_execute(),
+        _restrict_address_families(families),
+        _system_call_filter(unit_syscall_allow_list()),
+    ]
+
+
+def run_under_the_unit_s_filters(*command: str) -> subprocess.CompletedProcess:
+    programs = unit_seccomp_programs()
+
+    def install_all() -> None:  # preexec_fn: in the child, inherited by what it execs
+        for program in programs:
+            _install(program)
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUYA_")}
     return subprocess.run(
         list(command),
@@ -354,28 +467,37 @@ def run_denying_write_execute(*command: str) -> subprocess.CompletedProcess:
         text=True,
         env=env,
         timeout=120,
-        preexec_fn=_deny_write_execute,
+        preexec_fn=install_all,
     )
 
 
-def test_the_write_execute_filter_refuses_writable_executable_memory() -> None:
-    """The control: under the filter, W+X memory is refused (so the next test means something)."""
+def test_the_filters_refuse_what_the_unit_forbids() -> None:
+    """The control: under the filters, what the unit forbids fails and the rest works (so the
+    tests below mean something)."""
     probe = (
-        "import mmap\n"
-        f"mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
-        "try:\n"
-        f"    mmap.mmap(-1, 4096, prot={mmap.PROT_WRITE | mmap.PROT_EXEC})\n"
-        "except PermissionError:\n"
-        "    print('refused')\n"
+        "import mmap, os, socket\n"
+        "mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n"
+        "socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()\n"
+        "socket.getaddrinfo('localhost', 80, flags=socket.AI_ADDRCONFIG)\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0) is not None)\n"
+        "def refused(call):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except OSError as error:\n"
+        "        return error.errno\n"
+        f"print(refused(lambda: mmap.mmap(-1, 4096, prot={mmap.PROT_WRITE | mmap.PROT_EXEC})))\n"
+        "print(refused(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)))\n"
+        "print(refused(lambda: os.setpriority(os.PRIO_PROCESS, 0, 5)))\n"  # @resources
+        "print(refused(lambda: os.chown('/nonexistent', 0, 0)))\n"  # @privileged
     )
-    result = run_denying_write_execute(sys.executable, "-c", probe)
+    result = run_under_the_unit_s_filters(sys.executable, "-c", probe)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "refused\n"
+    assert result.stdout.split() == ["True", "1", "97", "1", "1"]
 
 
-def test_daemon_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
-    """The whole pipeline (decrypt, JSON, routing, dead letters, HTTP) under the filter."""
-    result = run_denying_write_execute(
+def test_daemon_runs_under_the_unit_s_seccomp_rules(tmp_path: Path) -> None:
+    """The whole pipeline (decrypt, JSON, routing, dead letters, HTTP) under the filters."""
+    result = run_under_the_unit_s_filters(
         str(TUYA_EVENTS),
         "demo",
         "--duration",
@@ -398,18 +520,23 @@ def test_daemon_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     assert finished[0]["acknowledged"] == finished[0]["messages_sent"]
 
 
-def test_pulsar_client_and_database_drivers_load_with_memory_deny_write_execute() -> None:
-    """The native parts the demo does not use: Apache's C++ Pulsar client, asyncpg."""
+def test_pulsar_client_and_database_driver_work_under_the_unit_s_seccomp_rules() -> None:
+    """The native parts the demo does not use: Apache's C++ Pulsar client (its threads, name
+    resolution and connection attempts), asyncpg, and SQLite in WAL mode."""
     probe = (
-        "import asyncpg, pulsar\n"
-        "client = pulsar.Client('pulsar://127.0.0.1:9', operation_timeout_seconds=1)\n"
+        "import asyncpg, pulsar, sqlite3, tempfile, os\n"
+        "with tempfile.TemporaryDirectory() as d:\n"
+        "    db = sqlite3.connect(os.path.join(d, 'x.sqlite3'))\n"
+        "    db.execute('PRAGMA journal_mode = WAL')\n"
+        "    db.execute('CREATE TABLE t (x)'); db.commit(); db.close()\n"
+        "client = pulsar.Client('pulsar://localhost:9', operation_timeout_seconds=1)\n"
         "try:\n"
         "    client.subscribe('persistent://t/n/topic', 'sub')\n"
         "except pulsar.PulsarException as error:\n"
         "    print('subscribe failed:', type(error).__name__)\n"
         "client.close()\n"
     )
-    result = run_denying_write_execute(sys.executable, "-c", probe)
+    result = run_under_the_unit_s_filters(sys.executable, "-c", probe)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "subscribe failed: Timeout\n" in result.stdout
 
