@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The tools the deployment tests (tests/test_deploy_*.py) run, installed when missing:
 #
-#   systemd-analyze  from Debian's `systemd` package (verify and security-rate the unit)
+#   systemd-analyze  from Debian's `systemd` package (verify and security-rate the unit,
+#                    expand its system call groups)
+#   <asm/unistd.h>   from Debian's `linux-libc-dev`: system call numbers, to build the unit's
+#                    seccomp filters in tests/test_deploy_systemd.py
 #   helm             built from source through the Go module proxy into .cache/bin/helm
 #                    (lint and render the chart); needs Go 1.22 or newer on PATH
 #
@@ -33,24 +36,41 @@ as_root() {
     fi
 }
 
-ensure_systemd_analyze() {
-    if command -v systemd-analyze >/dev/null 2>&1; then
-        echo "ensure-deploy-tools: systemd-analyze: $(systemd-analyze --version | head -n 1)"
-        return
-    fi
+apt_install() {
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "ensure-deploy-tools: no systemd-analyze and no apt-get: install systemd" >&2
+        echo "ensure-deploy-tools: no apt-get here: install Debian's $* by hand" >&2
         exit 1
     fi
     if ((EUID != 0)) && ! command -v sudo >/dev/null 2>&1; then
-        echo "ensure-deploy-tools: not root and no sudo: cannot install systemd" >&2
+        echo "ensure-deploy-tools: not root and no sudo: cannot install $*" >&2
         exit 1
     fi
-    echo "ensure-deploy-tools: systemd-analyze not found: installing Debian's systemd"
+    echo "ensure-deploy-tools: installing Debian's $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        systemd
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+ensure_systemd_analyze() {
+    if ! command -v systemd-analyze >/dev/null 2>&1; then
+        apt_install systemd
+    fi
     echo "ensure-deploy-tools: systemd-analyze: $(systemd-analyze --version | head -n 1)"
+}
+
+ensure_syscall_header() {
+    local header
+    case "$(uname -m)" in
+        x86_64) header=/usr/include/x86_64-linux-gnu/asm/unistd_64.h ;;
+        aarch64) header=/usr/include/asm-generic/unistd.h ;;
+        *)
+            echo "ensure-deploy-tools: no system call table known for $(uname -m)" >&2
+            exit 1
+            ;;
+    esac
+    if [[ ! -f "$header" ]]; then
+        apt_install linux-libc-dev
+    fi
+    echo "ensure-deploy-tools: system call numbers: $header"
 }
 
 helm_version() {
@@ -89,4 +109,5 @@ ensure_helm() {
 }
 
 ensure_systemd_analyze
+ensure_syscall_header
 ensure_helm
