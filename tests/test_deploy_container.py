@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import http.server
 import json
-import os
 import re
 import shutil
 import socket
@@ -234,18 +233,21 @@ def healthcheck_command() -> list[str]:
     options, _, command = arguments.partition("CMD ")
     assert "--interval=" in options and "--timeout=" in options
     argv = exec_form(command)
-    assert argv[:2] == ["python", "-c"]
-    compile(argv[2], "<HEALTHCHECK>", "exec")
+    assert argv[:2] == ["tuya-events", "health"]
     return argv
 
 
-def run_healthcheck(url: str | None) -> subprocess.CompletedProcess:
+def run_healthcheck(port: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The HEALTHCHECK command as written, with its -c pointing at a config for ``port``."""
     argv = healthcheck_command()
-    env = {k: v for k, v in os.environ.items() if k != "HEALTHCHECK_URL"}
-    if url is not None:
-        env["HEALTHCHECK_URL"] = url
+    config = tmp_path / "probe.yaml"
+    config.write_text(
+        "tuya: {access_id: a, access_secret: " + "k" * 32 + ", region: eu}\n"
+        f"http: {{listen: '0.0.0.0:{port}'}}\n"
+    )
+    arguments = [str(config) if arg == "/etc/tuya-events/config.yaml" else arg for arg in argv[1:]]
     return subprocess.run(
-        [sys.executable, *argv[1:]], capture_output=True, text=True, env=env, timeout=30
+        [str(TUYA_EVENTS), *arguments], capture_output=True, text=True, timeout=30
     )
 
 
@@ -255,9 +257,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_healthcheck_default_url_is_the_exposed_port_and_the_liveness_path() -> None:
-    code = healthcheck_command()[2]
-    assert f"'http://127.0.0.1:{last('EXPOSE')}/healthz'" in code
+def test_healthcheck_reads_the_config_that_cmd_runs_with() -> None:
+    assert "/etc/tuya-events/config.yaml" in healthcheck_command()
+    assert last("CMD").endswith('"/etc/tuya-events/config.yaml"]')
 
 
 @pytest.fixture
@@ -284,8 +286,8 @@ def demo(tmp_path: Path) -> Iterator[int]:
         process.wait(timeout=30)
 
 
-def test_healthcheck_passes_against_a_live_daemon(demo: int) -> None:
-    result = run_healthcheck(f"http://127.0.0.1:{demo}/healthz")
+def test_healthcheck_passes_against_a_live_daemon(demo: int, tmp_path: Path) -> None:
+    result = run_healthcheck(demo, tmp_path)
     assert result.returncode == 0, result.stderr
 
 
@@ -298,18 +300,18 @@ class _Failing(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_healthcheck_fails_on_an_error_status_and_on_a_closed_port() -> None:
+def test_healthcheck_fails_on_an_error_status_and_on_a_closed_port(tmp_path: Path) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), _Failing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        answered = run_healthcheck(f"http://127.0.0.1:{server.server_port}/healthz")
+        answered = run_healthcheck(server.server_port, tmp_path)
     finally:
         server.shutdown()
         server.server_close()
     assert answered.returncode == 1
     assert "503" in answered.stderr
-    closed = run_healthcheck(f"http://127.0.0.1:{free_port()}/healthz")
+    closed = run_healthcheck(free_port(), tmp_path)
     assert closed.returncode == 1
 
 
