@@ -26,7 +26,7 @@ from tuya_events.config.render import render_effective_config
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE, classify
-from tuya_events.handlers.database.schema import LATEST_VERSION, SchemaTooNew
+from tuya_events.handlers.database.schema import LATEST_VERSION
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
 from tuya_events.pipeline.delivery import Delivery
@@ -575,10 +575,13 @@ def test_a_schema_newer_than_the_code_stops_the_start(target: Target) -> None:
         await target.execute("INSERT INTO tuya_schema_migrations VALUES (99, 'from the future', 1)")
         newer = DatabaseHandler("db", target.options())
         try:
-            with pytest.raises(SchemaTooNew, match="version 99"):
+            with pytest.raises(ConfigError) as caught:
                 await newer.start()
         finally:
             await newer.stop()
+        ((key, problem),) = caught.value.problems
+        assert key.endswith(".table_prefix")
+        assert "version 99, newer than this tuya-events knows (2)" in problem
 
     asyncio.run(scenario())
 
@@ -613,18 +616,26 @@ def test_sqlite_locked_by_another_process_is_an_outage_then_recovers(tmp_path: P
     assert rows == [("dev-a-1",)]
 
 
-def test_an_unusable_sqlite_path_fails_the_start(tmp_path: Path) -> None:
+def test_an_unusable_sqlite_path_fails_the_start_as_a_configuration_error(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "a-directory").mkdir()
-    handler = DatabaseHandler("db", DatabaseOptions(path=str(tmp_path / "a-directory")))
+    settings = _settings(
+        {"type": "log"}, {"type": "database", "path": str(tmp_path / "a-directory")}
+    )
+    (_, route) = build_routes(settings, HandlerContext(settings, Metrics()))
 
     async def scenario() -> None:
         try:
-            await handler.start()
+            await route.handler.start()
         finally:
-            await handler.stop()
+            await route.handler.stop()
 
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(ConfigError) as caught:
         asyncio.run(scenario())
+    ((key, problem),) = caught.value.problems
+    assert key == "handlers[1].path"  # exits 78, naming the key
+    assert "cannot open" in problem and "a-directory" in problem
 
 
 # --- errors never carry the DSN's password --------------------------------------------------

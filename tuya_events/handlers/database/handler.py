@@ -8,17 +8,21 @@ retried batch or a replayed message can never corrupt what is stored.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any, Protocol
 
 import orjson
 
+from tuya_events.config.errors import ConfigError
+from tuya_events.config.interpolate import key_path
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.database.batcher import Batcher, BatcherClosed
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE
 from tuya_events.handlers.database.options import DatabaseOptions, describe
 from tuya_events.handlers.database.postgres import PostgresBackend
 from tuya_events.handlers.database.rows import Record, RecordBuilder
+from tuya_events.handlers.database.schema import SchemaTooNew
 from tuya_events.handlers.database.sqlite import SQLiteBackend
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.redact import REDACTOR
@@ -54,12 +58,21 @@ def make_backend(options: DatabaseOptions) -> Backend:
     return SQLiteBackend(options.path, options.table_prefix, options.busy_timeout)
 
 
+def _where(name: str, context: Any) -> str:
+    """The handler's key path (``handlers[2]``) for configuration errors raised at start."""
+    settings = getattr(context, "settings", None)
+    if settings is not None and name in settings.handler_names():
+        return key_path(("handlers", settings.handler_names().index(name)))
+    return f"handlers[{name}]"
+
+
 class DatabaseHandler(BaseHandler):
     Options = DatabaseOptions
 
     def __init__(self, name: str, options: DatabaseOptions, context: Any = None) -> None:
         super().__init__(name)
         self.options = options
+        self._where = _where(name, context)
         # The redactor masks configured secrets already; this covers handlers built in code.
         REDACTOR.add(options.dsn_secrets())
         self.builder = RecordBuilder(
@@ -75,14 +88,17 @@ class DatabaseHandler(BaseHandler):
 
     async def start(self) -> None:
         """Connect and migrate. PostgreSQL being down is no reason not to start: the first
-        batches then fail as an outage and are retried. SQLite failing to open is a setup
-        error, raised."""
+        batches then fail as an outage and are retried. Anything else that stops it from
+        opening (a SQLite path that cannot be a database, no right to create the tables, a
+        schema newer than this code) is a setup error: a ConfigError, so the daemon exits 78
+        naming the handler's key."""
         where = describe(self.options)
+        target = "dsn" if self.options.dsn is not None else "path"
         try:
             await self.backend.open()
         except HandlerError as error:
             if not error.infrastructure:
-                raise
+                raise ConfigError([(f"{self._where}.{target}", error.message)]) from None
             log.warning(
                 "database unavailable at start; events wait unacknowledged until it is back",
                 handler=self.name,
@@ -90,6 +106,17 @@ class DatabaseHandler(BaseHandler):
                 **where,
             )
             return
+        except SchemaTooNew as exc:
+            raise ConfigError([(f"{self._where}.table_prefix", str(exc))]) from None
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                [
+                    (
+                        f"{self._where}.path",
+                        f"cannot open {self.options.path} as a SQLite database: {exc}",
+                    )
+                ]
+            ) from None
         log.info(
             "database ready", handler=self.name, schema_version=self.backend.schema_version, **where
         )
