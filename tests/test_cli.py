@@ -161,3 +161,18 @@ def test_check_config_validates_handler_types_options_and_match_rules(tmp_path: 
     assert "handlers[0].type: unknown handler type 'carrier-pigeon'" in result.stderr
     assert "handlers[1].level" in result.stderr
     assert "handlers[2].match.value.door.greater" in result.stderr
+
+
+def test_run_exits_70_naming_a_handler_that_cannot_start(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = write_config(
+        tmp_path,
+        f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  pulsar_url: pulsar://127.0.0.1:1\n"
+        f"http:\n  enabled: false\ndead_letter:\n  path: {tmp_path / 'dl.sqlite3'}\n"
+        "handlers:\n  - type: tests.e2e_handlers:FileRecorder\n    name: recorder\n"
+        "    path: /nonexistent/dir/handled.jsonl\n",
+    )
+    result = tuya_events("run", "-c", str(config), env={"PYTHONPATH": str(root)})
+    assert result.returncode == 70, result.stderr
+    assert "handler 'recorder' could not start: FileNotFoundError" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -294,3 +294,28 @@ def test_dead_letter_record_never_holds_the_secret_or_plaintext(tmp_path: Path) 
             assert record.plaintext is None
 
     asyncio.run(scenario())
+
+
+def test_an_outage_is_logged_once_not_once_per_message(tmp_path: Path) -> None:
+    import structlog
+
+    down = {"left": 60}
+
+    def fail(event, attempt):
+        if down["left"] > 0:
+            down["left"] -= 1
+            return HandlerError("database_unavailable", "connection refused", infrastructure=True)
+        return None
+
+    handler = RecordingHandler(fail=fail)
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            total = publish_sequences(h, 2)
+            await wait_until(lambda: len(h.source.acknowledged) == total)
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    retries = [entry for entry in logs if entry["event"] == "handler failed, will retry"]
+    assert len(retries) == 1, len(retries)
+    assert retries[0]["reason"] == "database_unavailable"

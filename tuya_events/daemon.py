@@ -14,6 +14,7 @@ import signal
 from collections.abc import Sequence
 
 from tuya_events.cli import exits
+from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.health import Health
@@ -32,6 +33,14 @@ log = get_logger("tuya_events.daemon")
 
 CONNECTION_CHECK_SECONDS = 1.0
 CAPACITY_WAIT_SECONDS = 1.0
+
+
+class HandlerStartError(Exception):
+    """A handler could not start for a reason other than an outage; the daemon cannot run."""
+
+    def __init__(self, handler: str, detail: str) -> None:
+        super().__init__(f"handler {handler!r} could not start: {detail}")
+        self.handler = handler
 
 
 class Daemon:
@@ -125,6 +134,8 @@ class Daemon:
             for route in self.routes:
                 try:
                     await route.handler.start()
+                except (ConfigError, asyncio.CancelledError):
+                    raise
                 except HandlerError as exc:
                     # An outage at start is like one later: its events wait and are retried.
                     log.warning(
@@ -133,6 +144,10 @@ class Daemon:
                         reason=exc.reason,
                         error=REDACTOR(exc.message),
                     )
+                except Exception as exc:
+                    raise HandlerStartError(
+                        route.name, REDACTOR(f"{type(exc).__name__}: {exc}")
+                    ) from exc
                 started.append(route.handler)
             await self.source.start()
             self.health.started = True

@@ -10,7 +10,7 @@ from tuya_events.cli import exits
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
-from tuya_events.daemon import Daemon
+from tuya_events.daemon import Daemon, HandlerStartError
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         return run_daemon(settings, PulsarSource(settings, consumer_name=args.consumer_name))
+    except HandlerStartError as exc:
+        log.error("cannot start", error=str(exc))
+        return exits.SOFTWARE
     except SourceUnavailable as exc:
         message = REDACTOR(str(exc))
         log.error("cannot consume", error=message)

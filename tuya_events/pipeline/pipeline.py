@@ -63,6 +63,48 @@ class DeadLetterSink:
     def count(self) -> int: ...
 
 
+class RetryLog:
+    """One warning per handler and reason per interval, however many messages are retrying.
+
+    In an outage every in-flight message retries on its own; a line each would bury the log.
+    The first failure is logged at once with its details, later ones are counted and summed up.
+    """
+
+    INTERVAL = 10.0
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def failed(
+        self,
+        handler: str,
+        reason: str,
+        message: str,
+        delivery: Delivery,
+        event: Event,
+        attempt: int,
+        delay: float,
+    ) -> None:
+        key = (handler, reason)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.INTERVAL) < self.INTERVAL:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        log.warning(
+            "handler failed, will retry",
+            handler=handler,
+            reason=reason,
+            error=message,
+            attempt=attempt,
+            retry_in=round(delay, 3),
+            message_id=delivery.message_id,
+            device_id=event.device_id,
+            similar_failures_not_logged=self._suppressed.pop(key, 0),
+        )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -85,6 +127,7 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.keep_plaintext = keep_plaintext
         self.recent = RecentlyHandled(dedupe_capacity)
+        self._retry_log = RetryLog()
         self.in_flight = 0
         self.last_message_at = 0.0
         self._queues: dict[str, deque[tuple[Delivery, Event, str | None]]] = {}
@@ -238,16 +281,7 @@ class Pipeline:
                     HANDLER_STAGE, error.reason, message, name, attempt, first_failure, now
                 )
             self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
-            log.warning(
-                "handler failed, will retry",
-                handler=name,
-                reason=error.reason,
-                error=message,
-                attempt=attempt,
-                retry_in=round(delay, 3),
-                message_id=delivery.message_id,
-                device_id=event.device_id,
-            )
+            self._retry_log.failed(name, error.reason, message, delivery, event, attempt, delay)
             await asyncio.sleep(delay)
 
     async def _decode_failed(self, delivery: Delivery, error: DecodeError) -> None:
