@@ -199,3 +199,34 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
             assert f"  {key}:" in text or f"# {key}:" in text or f"#  {key}:" in text, (
                 f"{section}.{key}"
             )
+
+
+def test_every_commented_handler_example_builds(tmp_path: Path) -> None:
+    """The commented-out handler examples are documentation: they must stay valid."""
+    from tuya_events.handlers.registry import HandlerContext, build_routes
+    from tuya_events.observability.metrics import Metrics
+
+    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    text = example.read_text().split("\nhandlers:\n", 1)[1]
+    yaml_lines = []
+    for line in text.splitlines():
+        body = line[4:] if line.startswith("  # ") else None
+        if body is not None and (body.startswith("- ") or body.startswith("  ")):
+            yaml_lines.append("  " + body)
+    handlers = yaml.safe_load("handlers:\n" + "\n".join(yaml_lines))["handlers"]
+    types = [handler["type"] for handler in handlers]
+    assert {"webhook", "pulsar", "database", "action", "log"} <= set(types), types
+    secret = tmp_path / "secret"
+    secret.write_text("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY" + "\n")
+    names = set()
+    for index, handler in enumerate(handlers):
+        for key in [k for k in handler if k.endswith("_file")]:
+            handler[key] = str(secret)  # the example's /run/credentials paths, made real
+        if handler["type"] == "database":
+            handler["path"] = str(tmp_path / "events.sqlite3")
+        handler.setdefault("name", f"{handler['type']}-{index}")
+        names.add(handler["name"])
+    tree = {**MINIMAL, "handlers": handlers}
+    settings = settings_from_mapping(tree, {"STATE_DIRECTORY": str(tmp_path)})
+    routes = build_routes(settings, HandlerContext(settings, Metrics()))
+    assert {route.name for route in routes} == names
