@@ -27,7 +27,7 @@ def add_parser(
         "demo",
         help="run the pipeline against a simulated Tuya message service (no account needed)",
         description="Run the daemon's real pipeline on virtual devices that send encrypted "
-        "messages (ECB and GCM), with the log handler and metrics on localhost.",
+        "messages (ECB and GCM), with the log and SQLite database handlers, metrics on localhost.",
     )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--rate", type=float, default=5.0, help="messages per second (default 5)")
@@ -54,7 +54,10 @@ def demo_settings(state_dir: Path, http: str):  # type: ignore[no-untyped-def]
         "dead_letter": {"path": str(state_dir / "dead-letters.sqlite3")},
         "retry": {"initial_backoff": "100ms", "max_backoff": "2s"},
         "consumer": {"shutdown_timeout": "5s"},
-        "handlers": [{"type": "log"}],
+        "handlers": [
+            {"type": "log"},
+            {"type": "database", "path": str(state_dir / "events.sqlite3")},
+        ],
     }
     return settings_from_mapping(tree, {}, source="demo")
 
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         rate=args.rate,
         metrics=f"http://{host}:{port}/metrics",
         dead_letters=settings.dead_letter.path,
+        database=str(state_dir / "events.sqlite3"),
         stop="Ctrl-C" if args.duration is None else f"after {args.duration:g}s",
     )
     code = run_daemon(settings, source, stop_after=args.duration)
@@ -84,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         "demo finished",
         messages_sent=source.simulator.sent,
         acknowledged=len(source.acknowledged),
+        still_queued=source.queued,
+        received_not_acknowledged=len(source.unacknowledged) - source.queued,
         dead_letters=settings.dead_letter.path,
         inspect=f"tuya-events dlq list --store {settings.dead_letter.path}",
     )

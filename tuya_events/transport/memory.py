@@ -67,6 +67,11 @@ class MemorySource:
             batch.append(self._queue.get_nowait())
         return batch
 
+    @property
+    def queued(self) -> int:
+        """Published, not yet received (a broker would keep these for the next consumer)."""
+        return self._queue.qsize()
+
     def acknowledge(self, delivery: Delivery) -> None:
         if self.unacknowledged.pop(delivery.message_id, None) is not None:
             self.acknowledged.append(delivery.message_id)
