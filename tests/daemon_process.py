@@ -39,6 +39,7 @@ class DaemonProcess:
         consumer: dict[str, Any] | None = None,
         pulsar_url: str | None = None,
         tls: dict[str, Any] | None = None,
+        handlers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -64,7 +65,8 @@ class DaemonProcess:
                     "name": "recorder",
                     "path": str(records),
                     **(recorder or {}),
-                }
+                },
+                *(handlers or []),
             ],
         }
         self.config_path.write_text(yaml.safe_dump(config))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ from .build import HERE, BrokerClasspath, Log
 from .credentials import CredentialsFile, TuyaCredentials
 from .ports import LOOPBACK, free_ports, is_free
 from .tenant import TuyaTenant
-from .tls import make_tls_files
+from .tls import hs256_token, make_tls_files
 
 CONFIG_TEMPLATE = HERE / "standalone.conf"
 LOG4J_CONFIG = HERE / "log4j2.xml"
@@ -93,6 +94,8 @@ class PulsarBroker:
         self._log = log
         self.credentials = CredentialsFile(self.workdir / "credentials.properties")
         self.tls = make_tls_files(self.workdir)
+        self.token_secret_key = self.workdir / "token-secret.key"
+        self.token_secret_key.write_bytes(secrets.token_bytes(32))
         # The broker's own clients and these helpers' admin calls log in with this pair.
         self.service_credentials = TuyaCredentials.generate()
         self.credentials.register(self.service_credentials)
@@ -112,6 +115,10 @@ class PulsarBroker:
     def broker_tls_url(self) -> str:
         """``pulsar+ssl://``, served with a certificate that only ``tls.ca_cert`` vouches for."""
         return f"pulsar+ssl://{LOOPBACK}:{self.ports.broker_tls}"
+
+    def make_token(self, subject: str) -> str:
+        """A JWT (HS256) the broker's token provider accepts: a client of "your own cluster"."""
+        return hs256_token(self.token_secret_key.read_bytes(), subject)
 
     @property
     def admin_url(self) -> str:
@@ -217,6 +224,7 @@ class PulsarBroker:
             "tls_cert": str(self.tls.server_cert),
             "tls_key": str(self.tls.server_key),
             "tls_ca": str(self.tls.ca_cert),
+            "token_secret_key": str(self.token_secret_key),
             "credentials_file": str(self.credentials.path),
             "internal_id": self.service_credentials.access_id,
             "internal_secret": self.service_credentials.access_secret,

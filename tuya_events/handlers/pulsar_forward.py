@@ -38,12 +38,25 @@ _UNAVAILABLE = frozenset(
         "ProducerBlockedQuotaExceededException",
         "RetryableError",
         "ProducerNotInitialized",
+        "Disconnected",
     }
 )
 
 
+def _result_name(exc: pulsar.asyncio.PulsarException) -> str:
+    return getattr(exc.error(), "name", "") or "UnknownError"
+
+
 def _unavailable(exc: pulsar.asyncio.PulsarException) -> bool:
-    return getattr(exc.error(), "name", "") in _UNAVAILABLE
+    """Outages are retried for as long as the policy allows; anything else (TopicNotFound,
+    AuthorizationError, ...) is retried a few times, then dead-lettered with its reason."""
+    return _result_name(exc) in _UNAVAILABLE or _result_name(exc) == "???"
+
+
+def _describe(exc: pulsar.asyncio.PulsarException) -> str:
+    text = str(exc)
+    detail = text.split(" ", 2)[-1] if text[:1].isdigit() else text
+    return f"{_result_name(exc)} ({detail})"
 
 
 class PulsarForwardOptions(BaseModel):
@@ -68,7 +81,7 @@ class PulsarForwardHandler(BaseHandler):
         self._client: pulsar.asyncio.Client | None = None
         self._producer: pulsar.asyncio.Producer | None = None
 
-    async def start(self) -> None:
+    def _new_client(self) -> pulsar.asyncio.Client:
         options = self.options
         client_options: dict = {"logger": logging.getLogger("pulsar")}
         if options.token:
@@ -79,7 +92,15 @@ class PulsarForwardHandler(BaseHandler):
             client_options["tls_validate_hostname"] = options.tls_verify
             if options.ca_file:
                 client_options["tls_trust_certs_file_path"] = options.ca_file
-        self._client = pulsar.asyncio.Client(options.service_url, **client_options)
+        return pulsar.asyncio.Client(options.service_url, **client_options)
+
+    async def start(self) -> None:
+        """One client for the handler's life; the producer is (re)created until it exists."""
+        if self._client is None:
+            self._client = self._new_client()
+        if self._producer is not None:
+            return
+        options = self.options
         try:
             self._producer = await self._client.create_producer(
                 options.topic,
@@ -92,11 +113,11 @@ class PulsarForwardHandler(BaseHandler):
                 block_if_queue_full=True,
             )
         except pulsar.asyncio.PulsarException as exc:
-            await self.stop()
             raise HandlerError(
-                "forward_unavailable",
-                f"cannot create a producer on {options.topic} at {options.service_url}: {exc}",
-                infrastructure=True,
+                "forward_unavailable" if _unavailable(exc) else "forward_refused",
+                f"cannot create a producer on {options.topic} at {options.service_url}: "
+                f"{_describe(exc)}",
+                infrastructure=_unavailable(exc),
             ) from exc
 
     async def handle(self, event: Event, delivery: Delivery) -> None:
@@ -114,7 +135,7 @@ class PulsarForwardHandler(BaseHandler):
         except pulsar.asyncio.PulsarException as exc:
             raise HandlerError(
                 "forward_failed",
-                f"publishing to {self.options.topic} failed: {exc}",
+                f"publishing to {self.options.topic} failed: {_describe(exc)}",
                 infrastructure=_unavailable(exc),
             ) from exc
 
