@@ -1,0 +1,1424 @@
+"""Messages/s from a real Pulsar backlog: the raw pulsar-client loop against the daemon's path.
+
+Run from the project root: ``.venv/bin/python benchmarks/throughput.py`` (about 4 minutes with
+the defaults). ``--profile --profile proposals --experiment all -r 5`` adds the breakdown and the
+measured proposals (about 20 minutes).
+
+It starts its own test broker (tests/pulsar, a real standalone Pulsar in a JVM), creates one
+Tuya-shaped tenant (topic with 11 partitions), pre-creates one subscription per measured run and
+publishes ``--messages`` encrypted status reports once (ECB and GCM alternating, ``--devices``
+devices, partition key = device). Every run then consumes the same backlog on its own
+subscription, in a fresh process of its own, one run after the other:
+
+- **raw**: what a user writes with ``pulsar-client``: ``consumer.receive()`` +
+  ``consumer.acknowledge(msg)`` in a tight loop, Failover, same ``receiver_queue_size``.
+- **raw+decode**: the same loop plus ``TuyaCodec.decode`` per message.
+- **daemon**: ``Daemon`` in-process (HTTP off) on ``PulsarSource`` and ``Pipeline`` with a no-op
+  handler: everything decrypted, ordered per device, acknowledged individually.
+
+A run's clock starts when its first receive returns and stops at its last acknowledgement; every
+run must count the whole backlog, and the subscription's backlog must then reach 0. An unmeasured
+raw run goes first (the first consumer after publishing is slower); rounds alternate their order
+(raw, raw+decode, daemon, then daemon, raw+decode, raw, ...) so drifting load hits them alike.
+CPU seconds per thread, of the broker JVM and of the whole machine come from /proc. The memory run
+consumes a separate ``--memory-messages`` backlog (second tenant) with the daemon and samples
+VmRSS every ``--rss-every`` acknowledgements. ``--profile`` adds a cProfile'd daemon run;
+``--experiment NAME`` adds daemon runs with a prototype change (monkeypatched in the worker
+process only: nothing under tuya_events/ is changed), and ``--micro`` times the changed pieces
+alone. See benchmarks/README.md.
+
+It is a benchmark, not a test: it prints figures and exits 0 whether or not the goal is met; it
+exits 1 only when a run did not consume its whole backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import cProfile
+import gc
+import json
+import os
+import platform
+import pstats
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.pulsar and benchmarks.decode
+
+import _pulsar  # noqa: E402
+import orjson  # noqa: E402
+import pulsar  # noqa: E402
+
+from tuya_events.config.loader import settings_from_mapping  # noqa: E402
+from tuya_events.daemon import Daemon  # noqa: E402
+from tuya_events.deadletter.store import DeadLetterStore  # noqa: E402
+from tuya_events.handlers.base import BaseHandler  # noqa: E402
+from tuya_events.observability import metrics as metrics_module  # noqa: E402
+from tuya_events.observability.logging import configure_logging  # noqa: E402
+from tuya_events.pipeline.delivery import Delivery  # noqa: E402
+from tuya_events.pipeline.pipeline import Pipeline, Route  # noqa: E402
+from tuya_events.transport import pulsar as transport  # noqa: E402
+from tuya_events.transport.pulsar import PulsarSource  # noqa: E402
+from tuya_events.tuya.auth import pulsar_authentication  # noqa: E402
+from tuya_events.tuya.codec import TuyaCodec  # noqa: E402
+from tuya_events.tuya.events import Event  # noqa: E402
+
+GOAL_RATIO = 0.8
+RECEIVER_QUEUE_SIZE = 1000  # the daemon's default consumer.receiver_queue_size
+CHECKPOINT = 50_000  # the memory run compares RSS here with RSS at the end
+RAW, RAW_DECODE, DAEMON, MICRO = "raw", "raw+decode", "daemon", "micro"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RESULT_PREFIX = "RESULT "
+
+
+# --- what a worker is told and what it answers ------------------------------------------------
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs; passed as JSON on its command line."""
+
+    kind: str
+    broker_url: str
+    access_id: str
+    access_secret: str
+    subscription: str
+    expected: int
+    broker_pid: int | None
+    rss_every: int
+    experiments: list[str] = field(default_factory=list)
+    profile_path: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """CPU seconds at one instant: this process, each of its threads, the broker, the machine."""
+
+    wall: float
+    process: float
+    threads: dict[int, tuple[str, float]]
+    broker: float
+    machine_busy: float
+
+
+@dataclass
+class WorkerResult:
+    kind: str
+    experiments: list[str]
+    consumed: int
+    setup_seconds: float  # process start -> subscribed
+    seconds: float  # first receive returned -> last acknowledgement
+    untimed: int  # messages that came with the first receive, before the clock started
+    cpu: float  # this process, all threads, over `seconds`
+    main_thread_cpu: float
+    threads: dict[str, float]  # CPU seconds by thread group over `seconds`
+    broker_cpu: float
+    machine_cpu: float  # every process on the machine, CPU seconds
+    rss_start_kb: int  # after subscribing, before the first message
+    rss_samples: list[tuple[int, int]]  # (messages consumed, VmRSS kB)
+    vm_hwm_kb: int
+    batches: int = 0  # daemon: non-empty receive_batch calls
+    empty_batches: int = 0
+    gc_collections: list[int] = field(default_factory=list)
+    tasks: int = 0  # daemon: tasks the pipeline spawned
+    ack_seconds: float = 0.0  # daemon: wall time inside PulsarSource.acknowledge
+
+    @property
+    def rate(self) -> float:
+        return (self.consumed - self.untimed) / self.seconds
+
+    def per_message_us(self, seconds: float) -> float:
+        return seconds / self.consumed * 1e6
+
+    @property
+    def label(self) -> str:
+        return "+".join([self.kind, *self.experiments])
+
+
+def read_status_kb(field_name: str) -> int:
+    """VmRSS / VmHWM of this process, in kB (the kernel's figures, no sampling thread)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name):
+                return int(line.split()[1])
+    return 0
+
+
+def _stat_cpu(path: str) -> tuple[str, float]:
+    """(comm, utime + stime seconds) from a /proc/.../stat file."""
+    with open(path) as stat:
+        text = stat.read()
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return comm, (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def snapshot(broker_pid: int | None) -> Snapshot:
+    threads: dict[int, tuple[str, float]] = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            threads[int(tid)] = _stat_cpu(f"/proc/self/task/{tid}/stat")
+    broker = 0.0
+    if broker_pid is not None:
+        with contextlib.suppress(OSError):
+            broker = _stat_cpu(f"/proc/{broker_pid}/stat")[1]
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]
+    busy = sum(values) - values[3] - values[4]  # minus idle and iowait
+    times = os.times()
+    return Snapshot(time.perf_counter(), times.user + times.system, threads, broker, busy / CLK_TCK)
+
+
+def thread_cpu(
+    first: Snapshot, last: Snapshot, names: dict[int, str]
+) -> tuple[float, dict[str, float]]:
+    """CPU of the main thread, and of every thread grouped by name, between two snapshots."""
+    groups: dict[str, float] = defaultdict(float)
+    main = 0.0
+    for tid, (comm, seconds) in last.threads.items():
+        used = seconds - first.threads.get(tid, (comm, 0.0))[1]
+        if tid == os.getpid():
+            main = used
+            name = "main (event loop / receive loop)"
+        else:
+            name = names.get(tid, f"{comm} (pulsar-client C++)")
+        groups[name] += used
+    return main, dict(groups)
+
+
+def finish(
+    spec: WorkerSpec,
+    started: float,
+    subscribed: float,
+    first: Snapshot,
+    last: Snapshot,
+    consumed: int,
+    rss_start: int,
+    samples: list[tuple[int, int]],
+    names: dict[int, str],
+    untimed: int,
+    **extra: Any,
+) -> WorkerResult:
+    main, groups = thread_cpu(first, last, names)
+    return WorkerResult(
+        kind=spec.kind,
+        experiments=spec.experiments,
+        consumed=consumed,
+        setup_seconds=subscribed - started,
+        seconds=last.wall - first.wall,
+        untimed=untimed,
+        cpu=last.process - first.process,
+        main_thread_cpu=main,
+        threads=groups,
+        broker_cpu=last.broker - first.broker,
+        machine_cpu=last.machine_busy - first.machine_busy,
+        rss_start_kb=rss_start,
+        rss_samples=samples,
+        vm_hwm_kb=read_status_kb("VmHWM"),
+        gc_collections=[generation["collections"] for generation in gc.get_stats()],
+        **extra,
+    )
+
+
+# --- (a) the raw pulsar-client loop -----------------------------------------------------------
+
+
+def run_raw(spec: WorkerSpec, decode: bool) -> WorkerResult:
+    """The loop a user writes: receive, (decode), acknowledge. Nothing else in the loop."""
+    started = time.perf_counter()
+    # No ``logger=``: what users write. The default is the C++ console logger (INFO, stdout).
+    client = pulsar.Client(
+        spec.broker_url,
+        authentication=pulsar_authentication(spec.access_id, spec.access_secret),
+        operation_timeout_seconds=30,
+    )
+    try:
+        consumer = client.subscribe(
+            f"persistent://{spec.access_id}/out/event",
+            spec.subscription,
+            consumer_type=pulsar.ConsumerType.Failover,
+            receiver_queue_size=RECEIVER_QUEUE_SIZE,
+        )
+        subscribed = time.perf_counter()
+        rss_start = read_status_kb("VmRSS")
+        # The daemon's codec settings (sign_check "log" is its default).
+        codec = TuyaCodec(spec.access_secret, sign_check="log", on_sign_mismatch=lambda _: None)
+        expected, every = spec.expected, spec.rss_every
+        samples: list[tuple[int, int]] = []
+        message = consumer.receive()
+        first = snapshot(spec.broker_pid)
+        count = 0
+        while True:
+            if decode:
+                codec.decode(message.data(), message.properties())
+            consumer.acknowledge(message)
+            count += 1
+            if count % every == 0:
+                samples.append((count, read_status_kb("VmRSS")))
+            if count == expected:
+                break
+            message = consumer.receive()
+        last = snapshot(spec.broker_pid)
+        consumer.close()  # flushes the grouped acknowledgements
+    finally:
+        client.close()
+    return finish(spec, started, subscribed, first, last, count, rss_start, samples, {}, 1)
+
+
+# --- (b) the daemon's path ---------------------------------------------------------------------
+
+
+class NoopHandler(BaseHandler):
+    """Does nothing, so that what is measured is the daemon's own cost per message."""
+
+    async def handle(self, event: Event, delivery: Delivery) -> None:
+        return None
+
+
+class MeasuredSource(PulsarSource):
+    """``PulsarSource`` that notes the first batch, counts acknowledgements and samples RSS.
+
+    The additions on the per-message path: a counter, a comparison and two clock reads (about
+    0.2 us, to report the wall time spent acknowledging).
+    """
+
+    def __init__(self, settings: Any, spec: WorkerSpec) -> None:
+        super().__init__(settings, consumer_name="benchmark")
+        self.spec = spec
+        self.acked = 0
+        self.batches = 0
+        self.empty_batches = 0
+        self.first_batch = 0
+        self.ack_seconds = 0.0
+        self.first: Snapshot | None = None
+        self.last: Snapshot | None = None
+        self.samples: list[tuple[int, int]] = []
+        self.done = asyncio.Event()
+        self.on_first: Callable[[], None] | None = None
+        self.on_last: Callable[[], None] | None = None
+
+    async def receive_batch(self) -> list[Delivery]:
+        batch = await super().receive_batch()
+        if not batch:
+            self.empty_batches += self.first is not None
+            return batch
+        self.batches += 1
+        if self.first is None:
+            self.first = snapshot(self.spec.broker_pid)
+            self.first_batch = len(batch)
+            if self.on_first is not None:
+                self.on_first()
+        return batch
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        super().acknowledge(delivery)
+        self.ack_seconds += time.perf_counter() - started
+        self.acked += 1
+        if self.acked % self.spec.rss_every == 0:
+            self.samples.append((self.acked, read_status_kb("VmRSS")))
+        if self.acked == self.spec.expected:
+            if self.on_last is not None:
+                self.on_last()
+            self.last = snapshot(self.spec.broker_pid)
+            self.done.set()
+
+
+def daemon_settings(spec: WorkerSpec, workdir: Path, sign_check: str = "log") -> Any:
+    return settings_from_mapping(
+        {
+            "tuya": {
+                "access_id": spec.access_id,
+                "access_secret": spec.access_secret,
+                "pulsar_url": spec.broker_url,
+                "subscription_suffix": spec.subscription.removeprefix(f"{spec.access_id}-"),
+                "sign_check": sign_check,
+            },
+            "consumer": {"receiver_queue_size": RECEIVER_QUEUE_SIZE},
+            "dead_letter": {"path": str(workdir / "dead-letters.sqlite3")},
+            "http": {"enabled": False},
+        },
+        {},
+    )
+
+
+async def run_daemon(spec: WorkerSpec) -> WorkerResult:
+    started = time.perf_counter()
+    sign_check = "log"
+    for name in spec.experiments:
+        sign_check = EXPERIMENTS[name].apply() or sign_check
+    tasks = count_spawned_tasks()
+    with tempfile.TemporaryDirectory(prefix="tuya-bench-") as tmp:
+        settings = daemon_settings(spec, Path(tmp), sign_check)
+        source = MeasuredSource(settings, spec)
+        store = DeadLetterStore(settings.dead_letter.path).open()
+        try:
+            daemon = Daemon(settings, source, [Route(NoopHandler("noop"))], store, http=False)
+            profiler = cProfile.Profile() if spec.profile_path else None
+            if profiler is not None:
+                source.on_first, source.on_last = profiler.enable, profiler.disable
+            run = asyncio.get_running_loop().create_task(daemon.run())
+            while source._consumer is None and not run.done():
+                await asyncio.sleep(0.005)
+            subscribed = time.perf_counter()
+            rss_start = read_status_kb("VmRSS")
+            receiver = source._executor.submit(threading.get_native_id).result()
+            for name in spec.experiments:
+                EXPERIMENTS[name].after_start()
+            waiter = asyncio.ensure_future(source.done.wait())
+            await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done():  # it ended before consuming everything: show why
+                waiter.cancel()
+                raise RuntimeError(f"the daemon stopped early with exit code {run.result()}")
+            daemon.request_stop()
+            code = await run
+            if code != 0 or store.count() != 0:
+                raise RuntimeError(f"daemon exit code {code}, {store.count()} dead letters")
+        finally:
+            store.close()
+        if profiler is not None and spec.profile_path:
+            profiler.dump_stats(spec.profile_path)
+    assert source.first is not None and source.last is not None
+    return finish(
+        spec,
+        started,
+        subscribed,
+        source.first,
+        source.last,
+        source.acked,
+        rss_start,
+        source.samples,
+        {receiver: "receive worker (batch_receive + Message wrappers)"},
+        source.first_batch,
+        batches=source.batches,
+        empty_batches=source.empty_batches,
+        tasks=tasks[0],
+        ack_seconds=source.ack_seconds,
+    )
+
+
+def count_spawned_tasks() -> list[int]:
+    """Count the pipeline's tasks (one list cell, so the caller reads the final figure)."""
+    counter = [0]
+    original = Pipeline._spawn
+
+    def spawn(self: Pipeline, coro: Any) -> None:
+        counter[0] += 1
+        original(self, coro)
+
+    Pipeline._spawn = spawn  # type: ignore[method-assign]
+    return counter
+
+
+# --- experiments: prototypes of proposed changes, monkeypatched in the worker only -------------
+
+
+@dataclass
+class Experiment:
+    """A proposed change, applied by patching in the worker process (never in tuya_events/)."""
+
+    summary: str
+    patch: Callable[[], str | None]  # returns a sign_check override, if any
+    on_start: Callable[[], None] | None = None
+
+    def apply(self) -> str | None:
+        return self.patch()
+
+    def after_start(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
+
+
+def _sign_off() -> str:
+    """A setting, not a code change: what the default ``sign_check: log`` costs per message."""
+    return "off"
+
+
+def _fast_sign() -> None:
+    """``envelope_sign`` with a fast path for the envelope Tuya sends: data, protocol, pv, t, sign.
+
+    The general function sorts the items and builds one f-string per field in a list
+    comprehension; with exactly these five keys the signed text has one fixed shape.
+    """
+    import hashlib
+
+    import tuya_events.tuya.codec as codec_module
+    from tuya_events.tuya.envelope import envelope_sign as general
+
+    def envelope_sign(envelope: dict[str, Any], access_secret: str) -> str:
+        if len(envelope) == 5:
+            data = envelope.get("data")
+            protocol = envelope.get("protocol")
+            pv = envelope.get("pv")
+            t = envelope.get("t")
+            if (
+                "sign" in envelope
+                and type(data) is str
+                and type(protocol) is int
+                and type(pv) is str
+                and type(t) is int
+                and data
+                and pv
+            ):
+                text = f"data={data}||protocol={protocol}||pv={pv}||t={t}||{access_secret}"
+                return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+        return general(envelope, access_secret)
+
+    codec_module.envelope_sign = envelope_sign  # type: ignore[assignment]
+
+
+def _lean_metrics() -> None:
+    """Per-message metrics as plain ints and bucket counts, read by a collector at scrape time.
+
+    prometheus_client takes a lock and goes through several Python calls per ``inc`` and
+    ``observe``; the daemon's event loop is the only writer, so plain ints are enough.
+    """
+    age_bounds = metrics_module.AGE_BUCKETS
+    handler_bounds = metrics_module.HANDLER_BUCKETS
+    state: dict[str, Any] = {
+        "received": defaultdict(int),
+        "age": [0] * (len(age_bounds) + 1),
+        "age_sum": 0.0,
+        "events": defaultdict(int),
+        "outcomes": defaultdict(int),
+        "durations": defaultdict(lambda: [0] * (len(handler_bounds) + 1)),
+        "acked": 0,
+    }
+    by_partition, age, events, outcomes, durations = (
+        state["received"],
+        state["age"],
+        state["events"],
+        state["outcomes"],
+        state["durations"],
+    )
+
+    def received(self: Any, partition: int, age_seconds: float | None) -> None:
+        by_partition[partition] += 1
+        if age_seconds is not None:
+            age[bisect.bisect_left(age_bounds, age_seconds)] += 1
+            state["age_sum"] += age_seconds
+
+    def decoded(self: Any, kind: str) -> None:
+        events[kind] += 1
+
+    def handler_outcome(
+        self: Any, handler: str, outcome: str, seconds: float | None = None
+    ) -> None:
+        outcomes[handler, outcome] += 1
+        if seconds is not None:
+            durations[handler][bisect.bisect_left(handler_bounds, seconds)] += 1
+
+    def _ack(self: Pipeline, delivery: Delivery, dead_lettered: bool) -> None:
+        self.acknowledge(delivery, dead_lettered)
+        state["acked"] += 1
+
+    metrics_module.Metrics.received = received  # type: ignore[method-assign]
+    metrics_module.Metrics.decoded = decoded  # type: ignore[method-assign]
+    metrics_module.Metrics.handler_outcome = handler_outcome  # type: ignore[method-assign]
+    Pipeline._ack = _ack  # type: ignore[method-assign]
+
+
+def _no_metrics() -> None:
+    """Upper bound: no per-message metric at all (not a proposal: the metrics are needed)."""
+
+    def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    def _ack(self: Pipeline, delivery: Delivery, dead_lettered: bool) -> None:
+        self.acknowledge(delivery, dead_lettered)
+
+    metrics_module.Metrics.received = nothing  # type: ignore[method-assign]
+    metrics_module.Metrics.decoded = nothing  # type: ignore[method-assign]
+    metrics_module.Metrics.handler_outcome = nothing  # type: ignore[method-assign]
+    Pipeline._ack = _ack  # type: ignore[method-assign]
+
+
+def _direct_pulsar() -> None:
+    """Use the C++ binding's message objects (``_pulsar.Message``) without the Python wrappers.
+
+    ``pulsar.Consumer.batch_receive`` wraps each message in a ``pulsar.Message`` on the receive
+    thread, and every accessor then goes through one more Python call; ``_pulsar.Message`` has
+    the same accessors, so ``_to_delivery`` is unchanged. Acknowledging skips two isinstance
+    checks. (It relies on the private ``Consumer._consumer``.)
+    """
+
+    async def receive_batch(self: PulsarSource) -> list[Delivery]:
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        loop = asyncio.get_running_loop()
+        messages = await loop.run_in_executor(self._executor, consumer._consumer.batch_receive)
+        return transport._to_deliveries(messages) if messages else []
+
+    def acknowledge(self: PulsarSource, delivery: Delivery) -> None:
+        if self._consumer is None:
+            return
+        with contextlib.suppress(pulsar.PulsarException):  # the original logs; rare
+            self._consumer._consumer.acknowledge(delivery.handle)
+
+    PulsarSource.receive_batch = receive_batch  # type: ignore[method-assign]
+    PulsarSource.acknowledge = acknowledge  # type: ignore[method-assign]
+
+
+def _convert_in_thread() -> None:
+    """Build the Deliveries on the receive thread instead of on the event loop."""
+
+    def receive_and_convert(consumer: pulsar.Consumer) -> list[Delivery]:
+        messages = consumer.batch_receive()
+        return transport._to_deliveries(messages) if messages else []
+
+    async def receive_batch(self: PulsarSource) -> list[Delivery]:
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, receive_and_convert, consumer)
+
+    PulsarSource.receive_batch = receive_batch  # type: ignore[method-assign]
+
+
+def _cpp_logger() -> None:
+    """pulsar-client logs through the C++ console logger at WARN, not through Python logging.
+
+    With ``logger=<logging.Logger>`` the binding reports every log statement as enabled and
+    calls into Python for each, debug ones included, several per message: each takes the GIL
+    from a C++ I/O thread (apache/pulsar-client-python src/config.cc, ``LoggerWrapper``).
+    """
+    original = PulsarSource._client_options
+
+    def client_options(self: PulsarSource) -> dict:
+        options = original(self)
+        options["logger"] = pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
+        return options
+
+    PulsarSource._client_options = client_options  # type: ignore[method-assign]
+
+
+def _gc_freeze() -> None:
+    """After start-up: move every object to the permanent generation, and collect less often.
+
+    The daemon allocates a few dozen objects per message, so generation 0 (threshold 700)
+    is collected every ~20 messages; the long-lived state (modules, settings, caches) needs no
+    scanning.
+    """
+    return None
+
+
+def _gc_freeze_start() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+def _lean_handle() -> None:
+    """``Pipeline._handle`` without the per-message sets.
+
+    The original builds ``union(*genexpr)``, ``set(done)``, ``add`` and a ``frozenset`` for
+    every message. In the common case (nothing handled yet for this message, every route
+    matched) the settled names are all the route names: one frozenset, built once, shared by
+    every dedupe entry; otherwise ``done.union(ran)``. Same dedupe contents as the original.
+    """
+    from tuya_events.observability.metrics import DUPLICATE, UNMATCHED
+
+    every_route: dict[int, frozenset[str]] = {}
+
+    async def _handle(
+        self: Pipeline, delivery: Delivery, event: Event, only_handler: str | None
+    ) -> None:
+        message_id = delivery.message_id
+        data_key = f"data:{event.data_id}" if event.data_id else None
+        recent = self.recent
+        done = recent.succeeded(message_id)
+        if data_key is not None:
+            other = recent.succeeded(data_key)
+            if other:
+                done = done | other
+        ran: list[str] = []
+        all_ran = only_handler is None and not done
+        dead_lettered = False
+        for route in self.routes:
+            name = route.name
+            if only_handler is not None and name != only_handler:
+                continue
+            if not route.matches(event):
+                self.metrics.handler_outcome(name, UNMATCHED)
+                all_ran = False
+                continue
+            if name in done:
+                self.metrics.handler_outcome(name, DUPLICATE)
+                continue
+            failure = await self._run_handler(route.handler, event, delivery)
+            if failure is not None:
+                await self._dead_letter(delivery, failure, event)
+                dead_lettered = True
+            ran.append(name)
+        if all_ran:
+            settled = every_route.get(id(self))
+            if settled is None:
+                settled = every_route[id(self)] = frozenset(r.name for r in self.routes)
+        else:
+            settled = done.union(ran)
+        recent.remember(message_id, settled)
+        if data_key is not None:
+            recent.remember(data_key, settled)
+        self._ack(delivery, dead_lettered)
+
+    Pipeline._handle = _handle  # type: ignore[method-assign]
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "cpp-logger": Experiment(
+        "pulsar-client logs through its C++ console logger (WARN), not Python logging",
+        _cpp_logger,
+    ),
+    "sign-off": Experiment(
+        "sign_check: off instead of the default log (no MD5 per message; config, not code)",
+        _sign_off,
+    ),
+    "fast-sign": Experiment("envelope_sign: fast path for Tuya's five-key envelope", _fast_sign),
+    "lean-metrics": Experiment(
+        "per-message metrics as plain ints, exposed by a collector at scrape time", _lean_metrics
+    ),
+    "no-metrics": Experiment("no per-message metrics (upper bound, not a proposal)", _no_metrics),
+    "direct-pulsar": Experiment(
+        "_pulsar.Message objects, no pulsar.Message wrappers", _direct_pulsar
+    ),
+    "convert-in-thread": Experiment("_to_deliveries on the receive thread", _convert_in_thread),
+    "gc-freeze": Experiment(
+        "gc.freeze() after start, generation-0 threshold 10,000", _gc_freeze, _gc_freeze_start
+    ),
+    "lean-handle": Experiment("Pipeline._handle without per-message sets", _lean_handle),
+}
+FIRST = "cpp-logger"
+PROPOSALS = ("cpp-logger", "fast-sign", "lean-metrics", "direct-pulsar", "gc-freeze", "lean-handle")
+
+
+# --- micro: the changed pieces alone, before and after, in one process --------------------------
+
+MICRO_CALLS = 20_000
+MICRO_PASSES = 7
+
+
+def compare(
+    calls: int, before: Callable[[], object], after: Callable[[], object]
+) -> tuple[float, float]:
+    """us per call of two versions, passes alternating, fastest pass of each: end-to-end runs
+    cannot resolve changes of 1-5 us, and alternating cancels drifting load."""
+    best = [float("inf"), float("inf")]
+    for _ in range(MICRO_PASSES):
+        for index, work in enumerate((before, after)):
+            started = time.perf_counter()
+            work()
+            best[index] = min(best[index], time.perf_counter() - started)
+    return best[0] / calls * 1e6, best[1] / calls * 1e6
+
+
+def patched(
+    patch: Callable[[], object], owner: Any, names: Sequence[str]
+) -> Callable[[bool], None]:
+    """Apply ``patch`` and return a switch between the original and patched attributes."""
+    originals = {name: getattr(owner, name) for name in names}
+    patch()
+    replacements = {name: getattr(owner, name) for name in names}
+
+    def use(new: bool) -> None:
+        for name in names:
+            setattr(owner, name, (replacements if new else originals)[name])
+
+    return use
+
+
+def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
+    """us per message of each proposal's piece, original against patched, on the same messages."""
+    from tests.pulsar.traffic import interleaved_stream
+    from tuya_events.config.settings import RetrySettings
+    from tuya_events.observability.metrics import SUCCESS, Metrics
+    from tuya_events.pipeline.policy import RetryPolicy
+    from tuya_events.tuya import codec as codec_module
+    from tuya_events.tuya.codec import TuyaEncoder
+
+    n = MICRO_CALLS
+    secret = spec.access_secret
+    encoder = TuyaEncoder(spec.access_id, secret)
+    encoded = [encoder.encode(o.document, o.em) for o in interleaved_stream(n, 200, seed=5)]
+    envelopes = [orjson.loads(body) for body, _ in encoded]
+    out: dict[str, tuple[float, float]] = {}
+
+    sign = patched(_fast_sign, codec_module, ["envelope_sign"])
+
+    def sign_all(new: bool) -> Callable[[], None]:
+        def work() -> None:
+            sign(new)
+            envelope_sign = codec_module.envelope_sign
+            for envelope in envelopes:
+                envelope_sign(envelope, secret)
+
+        return work
+
+    out["fast-sign: envelope_sign"] = compare(n, sign_all(False), sign_all(True))
+    sign(False)
+
+    messages = []
+    for index, (body, properties) in enumerate(encoded):
+        builder = _pulsar.MessageBuilder()
+        builder.content(body)
+        for key, value in properties.items():
+            builder.property(key, value)
+        builder.partition_key(f"device-{index % 200}")
+        messages.append(builder.build())
+    wrapped = []
+    for message in messages:
+        wrapper = pulsar.Message()
+        wrapper._message = message
+        wrapped.append(wrapper)
+    out["direct-pulsar: _to_delivery"] = compare(
+        n,
+        lambda: transport._to_deliveries(wrapped),
+        lambda: transport._to_deliveries(messages),
+    )
+
+    codec = TuyaCodec(secret)
+    events = [codec.decode(body, properties) for body, properties in encoded]
+    handle = patched(_lean_handle, Pipeline, ["_handle"])
+
+    def handle_all(new: bool) -> Callable[[], None]:
+        def work() -> None:
+            handle(new)
+            pipeline = Pipeline(
+                codec,
+                [Route(NoopHandler("noop"))],
+                None,  # type: ignore[arg-type]
+                lambda delivery, dead_lettered: None,
+                RetryPolicy(RetrySettings()),
+                Metrics(),
+            )
+
+            async def drive() -> None:
+                for index, event in enumerate(events):
+                    delivery = Delivery(b"", {}, f"(1,{index},0,-1)", partition=0)
+                    await pipeline._handle(delivery, event, None)
+
+            asyncio.run(drive())
+
+        return work
+
+    out["lean-handle: Pipeline._handle with run_handler, dedupe, ack call"] = compare(
+        n, handle_all(False), handle_all(True)
+    )
+    handle(False)
+
+    metrics = patched(
+        _lean_metrics, metrics_module.Metrics, ["received", "decoded", "handler_outcome"]
+    )
+    acked = {"count": 0}
+
+    def metrics_all(new: bool) -> Callable[[], None]:
+        instance = Metrics()
+
+        def work() -> None:
+            metrics(new)
+            for _ in range(n):
+                instance.received(3, 0.2)
+                instance.decoded("status")
+                instance.handler_outcome("noop", SUCCESS, 0.0001)
+                if new:
+                    acked["count"] += 1  # what the patched Pipeline._ack does
+                else:
+                    instance.messages_acked.inc()
+
+        return work
+
+    out["lean-metrics: the four per-message metric updates"] = compare(
+        n, metrics_all(False), metrics_all(True)
+    )
+    return out
+
+
+# --- the worker process -----------------------------------------------------------------------
+
+
+def worker_main(encoded: str) -> int:
+    spec = WorkerSpec(**json.loads(encoded))
+    configure_logging("warning", "console")  # the daemon's and pulsar-client's warnings only
+    result: Any
+    if spec.kind == DAEMON:
+        result = asyncio.run(run_daemon(spec))
+    elif spec.kind == MICRO:
+        result = run_micro(spec)
+    else:
+        result = run_raw(spec, decode=spec.kind == RAW_DECODE)
+    print(RESULT_PREFIX + json.dumps(result if spec.kind == MICRO else asdict(result)), flush=True)
+    sys.stderr.flush()
+    # Everything is closed; skip interpreter teardown, where pulsar-client's C++ threads and
+    # static destructors have been seen to abort ("terminate called without an active exception").
+    os._exit(0)
+
+
+# --- the orchestrator -------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Where workers connect: the broker, the tenant, and the broker JVM's pid (for its CPU)."""
+
+    broker_url: str
+    admin: Any  # tests.pulsar.admin.PulsarAdmin
+    access_id: str
+    access_secret: str
+    broker_pid: int | None
+
+    @property
+    def topic(self) -> str:
+        return f"persistent://{self.access_id}/out/event"
+
+    def subscription(self, suffix: str) -> str:
+        return f"{self.access_id}-{suffix}"
+
+    def create_subscription(self, name: str) -> None:
+        """The broker keeps messages only for subscriptions that exist before they are sent."""
+        self.admin.request("PUT", f"/persistent/{self.access_id}/out/event/subscription/{name}")
+
+    def backlog(self, subscription: str) -> int:
+        return self.admin.backlog(self.topic, subscription)
+
+    def wait_backlog(self, subscription: str, expected: int, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.backlog(subscription)
+            if left == expected or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
+
+class Worker:
+    """One run in a process of its own, killed by pid if it outlives its timeout."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.process: subprocess.Popen[str] | None = None
+
+    def run(self, timeout: float) -> Any:
+        """The worker's RESULT, decoded from JSON."""
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", json.dumps(asdict(self.spec))],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        finally:
+            self.kill()
+        lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+        if self.process.returncode != 0 or not lines:
+            raise RuntimeError(f"{self.spec.kind} worker failed (exit {self.process.returncode})")
+        return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def run_worker(
+    target: Target,
+    kind: str,
+    suffix: str,
+    expected: int,
+    rss_every: int,
+    experiments: Sequence[str] = (),
+    profile_path: str | None = None,
+) -> WorkerResult:
+    """Consume the whole backlog of one subscription; check the count and that it reaches 0."""
+    subscription = target.subscription(suffix)
+    spec = WorkerSpec(
+        kind=kind,
+        broker_url=target.broker_url,
+        access_id=target.access_id,
+        access_secret=target.access_secret,
+        subscription=subscription,
+        expected=expected,
+        broker_pid=target.broker_pid,
+        rss_every=rss_every,
+        experiments=list(experiments),
+        profile_path=profile_path,
+    )
+    data = Worker(spec).run(timeout=max(300.0, expected / 500))
+    data["rss_samples"] = [tuple(sample) for sample in data["rss_samples"]]
+    result = WorkerResult(**data)
+    left = target.wait_backlog(subscription, 0)
+    if result.consumed != expected or left != 0:
+        raise SystemExit(
+            f"{result.label}: consumed {result.consumed} of {expected}, backlog left {left}"
+        )
+    label = result.label + (" (profiled)" if profile_path else "")
+    print(
+        f"  {label:<28} {result.consumed:>8,} msgs in {result.seconds:6.2f} s = "
+        f"{result.rate:>8,.0f} msgs/s   (consumer CPU {result.cpu / result.seconds:4.2f} cores, "
+        f"broker {result.broker_cpu / result.seconds:4.2f}, machine "
+        f"{result.machine_cpu / result.seconds:4.2f}; backlog now 0)",
+        flush=True,
+    )
+    return result
+
+
+def run_micro_worker() -> dict[str, tuple[float, float]]:
+    """The micro measurements in a fresh process (they patch classes), no broker needed."""
+    spec = WorkerSpec(
+        MICRO, "", "micro000000000000000", "microsecret0000000000000000000000", "", 0, None, 1
+    )
+    return {name: (before, after) for name, (before, after) in Worker(spec).run(300.0).items()}
+
+
+def publish(broker: Any, tenant: Any, messages: int, devices: int, seed: int) -> float:
+    """Publish ``messages`` Tuya-encrypted reports once; returns the seconds it took."""
+    from tests.pulsar.publisher import TuyaPublisher
+    from tests.pulsar.traffic import interleaved_stream
+
+    stream = interleaved_stream(messages=messages, devices=devices, seed=seed)
+    started = time.perf_counter()
+    with TuyaPublisher(broker.broker_url, broker.service_credentials, tenant) as publisher:
+        published = publisher.publish_all(stream)
+    assert published == messages
+    return time.perf_counter() - started
+
+
+def prepare_backlog(
+    broker: Any, messages: int, devices: int, seed: int, suffixes: Sequence[str]
+) -> Target:
+    """A fresh tenant whose subscriptions ``suffixes`` each hold the same ``messages`` backlog."""
+    tenant = broker.create_tenant()
+    target = Target(
+        broker.broker_url, broker.admin, tenant.access_id, tenant.access_secret, broker.pid
+    )
+    for suffix in suffixes:
+        target.create_subscription(target.subscription(suffix))
+    seconds = publish(broker, tenant, messages, devices, seed)
+    print(
+        f"published {messages:,} messages ({devices} devices, ECB/GCM alternating, 11 partitions) "
+        f"in {seconds:.1f} s into {len(suffixes)} subscriptions",
+        flush=True,
+    )
+    for suffix in suffixes:
+        left = target.wait_backlog(target.subscription(suffix), messages)
+        if left != messages:
+            raise SystemExit(f"subscription {suffix}: backlog {left}, expected {messages}")
+    return target
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def print_throughput(results: dict[str, list[WorkerResult]]) -> None:
+    print()
+    print(
+        "| path | runs | msgs/s (median) | min - max | vs raw | main thread us/msg "
+        "| process CPU us/msg | broker CPU us/msg | other processes, cores | peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    raw_rate = median([r.rate for r in results[RAW]]) if results.get(RAW) else None
+    for label, runs in results.items():
+        rates = [r.rate for r in runs]
+        rate = median(rates)
+        versus = f"{rate / raw_rate:.2f}" if raw_rate else "-"
+        others = median([(r.machine_cpu - r.cpu - r.broker_cpu) / r.seconds for r in runs])
+        print(
+            f"| {label} | {len(runs)} | {rate:,.0f} | {min(rates):,.0f} - {max(rates):,.0f} "
+            f"| {versus} "
+            f"| {median([r.per_message_us(r.main_thread_cpu) for r in runs]):.1f} "
+            f"| {median([r.per_message_us(r.cpu) for r in runs]):.1f} "
+            f"| {median([r.per_message_us(r.broker_cpu) for r in runs]):.1f} "
+            f"| {max(others, 0.0):.2f} | {mb(median([r.vm_hwm_kb for r in runs]))} |"
+        )
+
+
+def print_ratio(results: dict[str, list[WorkerResult]]) -> None:
+    raw, daemon = results.get(RAW), results.get(DAEMON)
+    if not raw or not daemon:
+        return
+    ratio = median([r.rate for r in daemon]) / median([r.rate for r in raw])
+    pairs = ", ".join(f"{d.rate / r.rate:.2f}" for r, d in zip(raw, daemon, strict=False))
+    verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
+    print(
+        f"\nGoal: daemon >= {GOAL_RATIO:.0%} of the raw loop's msgs/s: {verdict} "
+        f"(ratio of medians {ratio:.2f}; per round {pairs})"
+    )
+
+
+def print_threads(results: dict[str, list[WorkerResult]]) -> None:
+    print("\nCPU by thread, us per message (median over runs):")
+    for label, runs in results.items():
+        names = sorted({name for r in runs for name in r.threads})
+        parts = []
+        for name in names:
+            us = median([r.per_message_us(r.threads.get(name, 0.0)) for r in runs])
+            if us >= 0.05:
+                parts.append(f"{name} {us:.1f}")
+        extra = ""
+        if runs[0].batches:
+            sizes = median([r.consumed / r.batches for r in runs])
+            tasks = median([r.tasks / r.consumed for r in runs])
+            ack = median([r.per_message_us(r.ack_seconds) for r in runs])
+            extra = f"; mean batch {sizes:.0f} msgs, {tasks:.2f} tasks/msg, ack {ack:.1f} us wall"
+        gcs = median([r.gc_collections[0] / r.consumed * 1000 for r in runs])
+        print(f"  {label}: {'; '.join(parts)}{extra}; gen-0 collections/1k msgs {gcs:.0f}")
+
+
+def print_experiments(results: dict[str, list[WorkerResult]]) -> None:
+    """Each experiment against its base: the same run without its last change (or the daemon)."""
+    rows = [(label, runs) for label, runs in results.items() if label.startswith(DAEMON + "+")]
+    if DAEMON not in results or not rows:
+        return
+    raw_rate = median([r.rate for r in results[RAW]]) if results.get(RAW) else None
+    print("\nExperiments (prototypes patched into the worker process only):")
+    print(
+        "| run | change measured | base | msgs/s | vs base | main thread us/msg | saved "
+        "| process CPU us/msg | saved | peak RSS MB | vs raw |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, runs in rows:
+        names = label.split("+")[1:]
+        base_label = "+".join([DAEMON, *names[:-1]])
+        if base_label not in results or len(names) > 2:
+            base_label = DAEMON
+        base = results[base_label]
+        what = EXPERIMENTS[names[-1]].summary if len(names) <= 2 else "all proposals together"
+        rate, base_rate = median([r.rate for r in runs]), median([r.rate for r in base])
+        main, base_main = (
+            median([r.per_message_us(r.main_thread_cpu) for r in group]) for group in (runs, base)
+        )
+        cpu, base_cpu = (median([r.per_message_us(r.cpu) for r in group]) for group in (runs, base))
+        peak = median([r.vm_hwm_kb for r in runs])
+        versus = f"{rate / raw_rate:.2f}" if raw_rate else "-"
+        print(
+            f"| {label} | {what} | {base_label} | {rate:,.0f} | {rate / base_rate - 1:+.0%} "
+            f"| {main:.1f} | {base_main - main:+.1f} | {cpu:.1f} | {base_cpu - cpu:+.1f} "
+            f"| {mb(peak)} | {versus} |"
+        )
+
+
+def print_micro(results: dict[str, tuple[float, float]]) -> None:
+    print(
+        f"\nThe changed pieces alone (us per message, fastest of {MICRO_PASSES} alternating "
+        f"passes over {MICRO_CALLS:,} messages, one process, no broker):"
+    )
+    print("| piece | original | patched | saved |")
+    print("|---|---:|---:|---:|")
+    for name, (before, after) in results.items():
+        print(f"| {name} | {before:.2f} | {after:.2f} | {before - after:+.2f} |")
+
+
+def print_memory(result: WorkerResult) -> None:
+    """RSS along the run: it must level off once the bounded caches are full, not follow the
+    backlog (the dedupe cache holds 100,000 keys, two per message: full at 50,000 messages)."""
+    samples = result.rss_samples
+    if not samples:
+        return
+    step = max(1, len(samples) // 8)
+    shown = samples[step - 1 :: step]
+    if shown[-1] != samples[-1]:
+        shown.append(samples[-1])
+    checkpoint, at_checkpoint = max(
+        (sample for sample in samples if sample[0] <= CHECKPOINT), default=samples[0]
+    )
+    end_count, end_rss = samples[-1]
+    steady = [rss for count, rss in samples if count >= checkpoint]
+    print(f"\nMemory, daemon path over a {result.consumed:,}-message backlog (VmRSS, MB):")
+    print(
+        "| subscribed | "
+        + " | ".join(f"{count // 1000}k consumed" for count, _ in shown)
+        + " | peak (VmHWM) |"
+    )
+    print("|" + "---:|" * (len(shown) + 2))
+    print(
+        f"| {mb(result.rss_start_kb)} | "
+        + " | ".join(mb(rss) for _, rss in shown)
+        + f" | {mb(result.vm_hwm_kb)} |"
+    )
+    growth = end_rss - at_checkpoint
+    print(
+        f"steady (from {checkpoint:,} on): median {mb(median(steady))} MB, range "
+        f"{mb(min(steady))} - {mb(max(steady))} MB; {checkpoint:,} -> {end_count:,} consumed: "
+        f"{growth / 1024:+.1f} MB ({growth / at_checkpoint:+.1%}); {result.rate:,.0f} msgs/s"
+    )
+
+
+def mb(kilobytes: float) -> str:
+    return f"{kilobytes / 1024:.1f}"
+
+
+PROFILE_ROWS: tuple[tuple[str, str, str], ...] = (
+    # label, file suffix, function: cumulative time of these (they nest; the tree is shown).
+    ("receive loop (Daemon._receive_until_stopped)", "daemon.py", "_receive_until_stopped"),
+    ("  PulsarSource.receive_batch", "transport/pulsar.py", "receive_batch"),
+    ("    _to_deliveries (batch conversion)", "transport/pulsar.py", "_to_deliveries"),
+    ("    run_in_executor (thread hop, loop side)", "asyncio/base_events.py", "run_in_executor"),
+    ("  Pipeline.submit", "pipeline/pipeline.py", "submit"),
+    ("    TuyaCodec.decode", "tuya/codec.py", "decode"),
+    ("      _check_sign (sign_check log)", "tuya/codec.py", "_check_sign"),
+    ("      build_event", "tuya/events.py", "build_event"),
+    ("    Metrics.received", "observability/metrics.py", "received"),
+    ("    Metrics.decoded", "observability/metrics.py", "decoded"),
+    ("    Pipeline._spawn (create_task)", "pipeline/pipeline.py", "_spawn"),
+    ("Pipeline._drain_key (the per-device tasks)", "pipeline/pipeline.py", "_drain_key"),
+    ("  Pipeline._handle", "pipeline/pipeline.py", "_handle"),
+    ("    Pipeline._run_handler", "pipeline/pipeline.py", "_run_handler"),
+    ("      Metrics.handler_outcome", "observability/metrics.py", "handler_outcome"),
+    ("    RecentlyHandled.remember", "pipeline/dedupe.py", "remember"),
+    ("    Pipeline._ack", "pipeline/pipeline.py", "_ack"),
+    ("      PulsarSource.acknowledge (consumer.acknowledge)", "transport/pulsar.py", "acknowledge"),
+    ("  Pipeline._finished", "pipeline/pipeline.py", "_finished"),
+)
+
+
+def print_profile(path: str, result: WorkerResult, plain: list[WorkerResult]) -> None:
+    """cProfile of the event-loop thread, as shares of its busy time and scaled to real us/msg.
+
+    cProfile inflates small Python calls more than C calls, so the shares are indicative; the
+    experiments give the measured gains. Idle time (the loop waiting in epoll) is excluded.
+    """
+    stats = pstats.Stats(path)
+    table: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
+    idle = sum(v[2] for (_, _, func), v in table.items() if "epoll" in func)
+    busy = sum(v[2] for v in table.values()) - idle
+    runs = [r for r in plain if r.kind == DAEMON and r.experiments == result.experiments]
+    runs = runs or [result]
+    real = median([r.per_message_us(r.main_thread_cpu) for r in runs])
+    n = result.consumed
+    what = "+".join(["daemon", *result.experiments])
+    print(
+        f"\nProfile of {what}, event-loop thread (cProfile, {n:,} messages): "
+        f"{busy / n * 1e6:.1f} us/msg busy under the profiler, {real:.1f} us/msg main-thread CPU "
+        "without it; the last column scales the shares to the latter:"
+    )
+    print("| where (cumulative; indented = part of the line above) | calls/msg | share | ~us/msg |")
+    print("|---|---:|---:|---:|")
+    # An experiment's replacement (defined in this file, same name) stands in for the original;
+    # MeasuredSource's wrappers are not counted twice.
+    wrappers = {
+        MeasuredSource.receive_batch.__code__.co_firstlineno,
+        MeasuredSource.acknowledge.__code__.co_firstlineno,
+    }
+    for label, suffix, func in PROFILE_ROWS:
+        calls = cumulative = 0.0
+        for (file, line, name), (primitive, _, _, cum, _) in table.items():
+            patched = file.endswith("benchmarks/throughput.py") and line not in wrappers
+            if name == func and (file.endswith(suffix) or patched):
+                calls += primitive
+                cumulative += cum
+        if calls == 0:
+            continue
+        depth = (len(label) - len(label.lstrip())) // 2
+        share = cumulative / busy
+        name = ". " * depth + label.strip()
+        print(f"| {name} | {calls / n:.2f} | {share:.1%} | {share * real:.1f} |")
+    asyncio_own = sum(v[2] for (file, _, func), v in table.items() if "asyncio" in file)
+    print(
+        f"| asyncio's own Python code (loop, run_in_executor, futures) | | "
+        f"{asyncio_own / busy:.1%} | {asyncio_own / busy * real:.1f} |"
+    )
+    print("\nTop 15 functions by own time (tottime, under the profiler):")
+    stats.sort_stats("tottime").print_stats(15)
+
+
+def describe_machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"pulsar-client {version('pulsar-client')}, load average {os.getloadavg()[0]:.2f} "
+        "(the broker JVM runs on the same CPUs)"
+    )
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--messages", type=int, default=100_000, help="backlog per run")
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("-r", "--repeat", type=int, default=3, help="rounds of runs")
+    parser.add_argument(
+        "--memory-messages",
+        type=int,
+        default=200_000,
+        help="backlog of the memory run (0: skip it)",
+    )
+    parser.add_argument("--rss-every", type=int, default=5_000, help="RSS sample interval")
+    parser.add_argument(
+        "--no-raw-decode", dest="raw_decode", action="store_false", help="skip raw+decode runs"
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        nargs="?",
+        const="",
+        metavar="EXPERIMENTS",
+        help="add a cProfile'd daemon run (optionally with comma-separated experiments applied, "
+        "'proposals' for all of them); repeatable",
+    )
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"add daemon runs with a prototype change: {', '.join(EXPERIMENTS)}; "
+        "'all' runs each, plus every proposal together; repeatable",
+    )
+    parser.add_argument(
+        "--micro",
+        action="store_true",
+        help="time the changed pieces alone (implied by --experiment all)",
+    )
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.profiles = [
+        list(PROPOSALS) if value == "proposals" else [n for n in value.split(",") if n]
+        for value in args.profile or []
+    ]
+    unknown = [n for n in args.experiment if n != "all" and n not in EXPERIMENTS]
+    unknown += [n for names in args.profiles for n in names if n not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The runs of one round, in order: (kind, experiments).
+
+    ``--experiment all``: the pulsar-client logger first, then every other change on top of it
+    (the logger's GIL traffic otherwise hides what they save), then every proposal together.
+    """
+    runs: list[tuple[str, list[str]]] = [(RAW, [])]
+    if args.raw_decode:
+        runs.append((RAW_DECODE, []))
+    runs.append((DAEMON, []))
+    if "all" in args.experiment:
+        runs.append((DAEMON, [FIRST]))
+        runs += [(DAEMON, [FIRST, name]) for name in EXPERIMENTS if name != FIRST]
+        runs.append((DAEMON, list(PROPOSALS)))
+    runs += [(DAEMON, [name]) for name in dict.fromkeys(args.experiment) if name != "all"]
+    unique = dict.fromkeys((kind, tuple(names)) for kind, names in runs)
+    return [(kind, list(names)) for kind, names in unique]
+
+
+def suffix_of(kind: str, experiments: Sequence[str], round_: int) -> str:
+    slug = {RAW: "raw", RAW_DECODE: "rawdecode", DAEMON: "sub"}[kind]
+    return "-".join([slug, *experiments, str(round_)])
+
+
+def benchmark(args: argparse.Namespace, broker: Any) -> int:
+    runs = plan(args)
+    suffixes = [suffix_of(k, e, n) for n in range(args.repeat) for k, e in runs]
+    suffixes += [f"profile-{index}" for index in range(len(args.profiles))]
+    target = prepare_backlog(broker, args.messages, args.devices, args.seed, ["warmup", *suffixes])
+    # The first consumer after publishing is slower (the bookie is still flushing); this one
+    # is not measured.
+    print("warm-up (not counted):", flush=True)
+    run_worker(target, RAW, "warmup", args.messages, args.rss_every)
+    results: dict[str, list[WorkerResult]] = {}
+    for round_ in range(args.repeat):
+        print(f"round {round_ + 1} of {args.repeat}:", flush=True)
+        # Every other round in reverse, so no run always follows the same one.
+        for kind, experiments in runs if round_ % 2 == 0 else runs[::-1]:
+            result = run_worker(
+                target,
+                kind,
+                suffix_of(kind, experiments, round_),
+                args.messages,
+                args.rss_every,
+                experiments,
+            )
+            results.setdefault(result.label, []).append(result)
+    profiles: list[tuple[str, WorkerResult]] = []
+    for index, experiments in enumerate(args.profiles):
+        path = str(Path(tempfile.gettempdir()) / f"tuya-throughput-{os.getpid()}-{index}.pstats")
+        print("profiled daemon run (cProfile on the event-loop thread):", flush=True)
+        profiled = run_worker(
+            target,
+            DAEMON,
+            f"profile-{index}",
+            args.messages,
+            args.rss_every,
+            experiments,
+            profile_path=path,
+        )
+        profiles.append((path, profiled))
+    memory: WorkerResult | None = None
+    if args.memory_messages:
+        print("memory run:", flush=True)
+        target = prepare_backlog(broker, args.memory_messages, args.devices, args.seed + 1, ["sub"])
+        memory = run_worker(target, DAEMON, "sub", args.memory_messages, args.rss_every)
+
+    micro = run_micro_worker() if args.micro or "all" in args.experiment else None
+
+    print_throughput(results)
+    print_ratio(results)
+    print_experiments(results)
+    if micro is not None:
+        print_micro(micro)
+    print_threads(results)
+    if memory is not None:
+        print_memory(memory)
+    for path, profiled in profiles:
+        print_profile(path, profiled, [r for runs in results.values() for r in runs])
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the broker is stopped on the way out."""
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker)
+    from tests.pulsar.broker import PulsarBroker, log_to_stderr
+    from tests.pulsar.build import prepare
+
+    configure_logging("warning", "console")
+    print(describe_machine(), flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    broker = PulsarBroker(prepare(log_to_stderr), log=log_to_stderr)
+    try:
+        broker.start()
+        return benchmark(args, broker)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        pid = broker.pid
+        broker.close()  # SIGTERM to the JVM's pid, SIGKILL if it hangs; deletes its directory
+        print(f"broker (pid {pid}) stopped", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
