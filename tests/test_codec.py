@@ -171,3 +171,15 @@ def test_envelope_sign_formula() -> None:
     env = {"data": "abc", "protocol": 4, "pv": "2.0", "t": 1, "empty": "", "sign": "x"}
     expected = hashlib.md5(b"data=abc||protocol=4||pv=2.0||t=1||secret").hexdigest()
     assert envelope_sign(env, "secret") == expected
+
+
+def test_envelope_sign_fast_path_equals_the_general_formula() -> None:
+    import hashlib
+
+    env = {"data": "abc", "protocol": 4, "pv": "2.0", "t": 1622449865300, "sign": "x"}
+    general = hashlib.md5(b"data=abc||protocol=4||pv=2.0||t=1622449865300||secret").hexdigest()
+    assert envelope_sign(env, "secret") == general
+    # Not the usual shape: the general code (here: a string protocol, an empty pv).
+    assert envelope_sign({**env, "protocol": "4"}, "secret") == general
+    no_pv = hashlib.md5(b"data=abc||protocol=4||t=1622449865300||secret").hexdigest()
+    assert envelope_sign({**env, "pv": ""}, "secret") == no_pv

@@ -8,7 +8,6 @@ upstream Tuya message is acknowledged after that, never before.
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import orjson
 import pulsar
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuya_events.config.types import Duration
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
+from tuya_events.observability.logging import pulsar_client_logger
 from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import Event
 
@@ -83,7 +83,7 @@ class PulsarForwardHandler(BaseHandler):
 
     def _new_client(self) -> pulsar.asyncio.Client:
         options = self.options
-        client_options: dict = {"logger": logging.getLogger("pulsar")}
+        client_options: dict = {"logger": pulsar_client_logger()}
         if options.token:
             client_options["authentication"] = pulsar.AuthenticationToken(options.token)
         if options.service_url.startswith("pulsar+ssl://"):

@@ -127,6 +127,7 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.keep_plaintext = keep_plaintext
         self.recent = RecentlyHandled(dedupe_capacity)
+        self._all_names = frozenset(route.name for route in self.routes)
         self._retry_log = RetryLog()
         self.in_flight = 0
         self.last_message_at = 0.0
@@ -219,13 +220,12 @@ class Pipeline:
                 del self._queues[key]
 
     async def _handle(self, delivery: Delivery, event: Event, only_handler: str | None) -> None:
-        keys = (
-            (delivery.message_id, f"data:{event.data_id}")
-            if event.data_id
-            else (delivery.message_id,)
-        )
-        done = self.recent.succeeded(keys[0]).union(*(self.recent.succeeded(k) for k in keys[1:]))
-        settled = set(done)  # succeeded, or failed and dead-lettered: either way, not again
+        recent = self.recent
+        data_key = f"data:{event.data_id}" if event.data_id else None
+        done = recent.succeeded(delivery.message_id)
+        if data_key is not None:
+            done = done | recent.succeeded(data_key) if done else recent.succeeded(data_key)
+        settled: set[str] | None = None  # names beyond those every route ran (the usual case)
         dead_lettered = False
         for route in self.routes:
             name = route.name
@@ -239,12 +239,20 @@ class Pipeline:
                 continue
             failure = await self._run_handler(route.handler, event, delivery)
             if failure is not None:
+                # Dead-lettered is settled too: a redelivery must not run it again.
                 await self._dead_letter(delivery, failure, event)
                 dead_lettered = True
-            settled.add(name)
-        frozen = frozenset(settled)
-        for key in keys:
-            self.recent.remember(key, frozen)
+        if only_handler is not None or done:
+            settled = set(done)
+            settled.update(
+                r.name for r in self.routes if only_handler is None or r.name == only_handler
+            )
+        # Every route either ran, was settled before, or did not match: remembering all names
+        # is exact, and one shared frozenset serves every message (no set per message).
+        names = self._all_names if settled is None else frozenset(settled)
+        recent.remember(delivery.message_id, names)
+        if data_key is not None:
+            recent.remember(data_key, names)
         self._ack(delivery, dead_lettered)
 
     async def _run_handler(

@@ -8,7 +8,6 @@ message). Failover subscription: per partition one active consumer, others hot s
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import pulsar
 
 from tuya_events.config.settings import Settings
-from tuya_events.observability.logging import get_logger
+from tuya_events.observability.logging import get_logger, pulsar_client_logger
 from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.auth import auth_failure_hint, pulsar_authentication
 
@@ -81,7 +80,7 @@ class PulsarSource:
                 tuya.access_id, tuya.access_secret.get_secret_value()
             ),
             "operation_timeout_seconds": self.operation_timeout_seconds,
-            "logger": logging.getLogger("pulsar"),
+            "logger": pulsar_client_logger(),
         }
         if url.startswith(("pulsar+ssl://", "https://")):
             options["use_tls"] = True
