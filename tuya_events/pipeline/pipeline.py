@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
@@ -49,7 +50,7 @@ class Route:
         return self.handler.name
 
 
-class DeadLetterSink:
+class DeadLetterSink(Protocol):
     """What the pipeline needs from the dead-letter store (sync; run in a thread)."""
 
     def put(
@@ -224,8 +225,9 @@ class Pipeline:
         data_key = f"data:{event.data_id}" if event.data_id else None
         done = recent.succeeded(delivery.message_id)
         if data_key is not None:
-            done = done | recent.succeeded(data_key) if done else recent.succeeded(data_key)
-        settled: set[str] | None = None  # names beyond those every route ran (the usual case)
+            by_data_id = recent.succeeded(data_key)
+            if by_data_id:
+                done = done | by_data_id
         dead_lettered = False
         for route in self.routes:
             name = route.name
@@ -242,14 +244,9 @@ class Pipeline:
                 # Dead-lettered is settled too: a redelivery must not run it again.
                 await self._dead_letter(delivery, failure, event)
                 dead_lettered = True
-        if only_handler is not None or done:
-            settled = set(done)
-            settled.update(
-                r.name for r in self.routes if only_handler is None or r.name == only_handler
-            )
-        # Every route either ran, was settled before, or did not match: remembering all names
-        # is exact, and one shared frozenset serves every message (no set per message).
-        names = self._all_names if settled is None else frozenset(settled)
+        # Without a filter every route ran, was settled before, or did not match: the one shared
+        # set of all names is exact, and no set is built per message.
+        names = self._all_names if only_handler is None else done | {only_handler}
         recent.remember(delivery.message_id, names)
         if data_key is not None:
             recent.remember(data_key, names)
