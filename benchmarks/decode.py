@@ -31,17 +31,8 @@ from Crypto.Cipher import AES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tuya_events.tuya import events
-from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, TuyaEncoder, parse_protocol
+from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, TuyaEncoder
 from tuya_events.tuya.crypto import aes_key
-from tuya_events.tuya.events import (
-    DeviceEvent,
-    Event,
-    GenericEvent,
-    StatusItem,
-    StatusReport,
-    timestamp_ms,
-)
 
 ACCESS_ID = "p8kq3mxv7wd2hn5rj4ta"
 ACCESS_SECRET = "c1f4e7a2yesttesttesttest9b3d6e0f"
@@ -250,92 +241,6 @@ class PycryptodomeDecoder:
         }
 
 
-# --- a measured idea: the same typed events, built with plain loops --------------------------
-
-
-def _fast_timestamp(value: Any) -> int | None:
-    if type(value) is int and value >= events._SECONDS_LIMIT:
-        return value
-    return timestamp_ms(value)
-
-
-def _fast_status_item(raw: Any) -> StatusItem:
-    if not isinstance(raw, dict):
-        return StatusItem(None, raw)
-    dp_id = None
-    for key in raw:
-        if key.isdigit():
-            dp_id = key
-            break
-    if dp_id is None:
-        dp_id = events._text(raw.get("dpId"))
-    code = raw.get("code")
-    stamp = raw["t"] if "t" in raw else raw.get("time")
-    code = code if isinstance(code, str) else None
-    return StatusItem(code, raw.get("value"), _fast_timestamp(stamp), dp_id)
-
-
-def _fast_report(head: tuple[Any, ...], raw_items: list[Any], envelope_t: int | None) -> Event:
-    items = []
-    latest = None
-    for raw in raw_items:
-        item = _fast_status_item(raw)
-        items.append(item)
-        if item.t_ms is not None and (latest is None or item.t_ms > latest):
-            latest = item.t_ms
-    return StatusReport(*head, latest or envelope_t, envelope_t, tuple(items))
-
-
-def fast_build_event(document: Any, protocol: int | None, envelope_t: int | None) -> Event:
-    """``events.build_event`` without generator expressions, ``**common`` or keyword arguments.
-
-    Same classes, same values (checked on the whole pool before timing); only the hot loop of
-    the typed-event step is rewritten.
-    """
-    if not isinstance(document, dict):
-        return events.build_event(document, protocol, envelope_t)
-    get = document.get
-    biz_data = get("bizData")
-    if not isinstance(biz_data, dict):
-        biz_data = None
-    device_id = events._text(get("devId"))
-    if device_id is None and biz_data is not None:
-        device_id = events._text(biz_data.get("devId"))
-    biz_code = get("bizCode")
-    head = (
-        protocol,
-        document,
-        device_id,
-        events._text(get("productKey")),
-        biz_code if isinstance(biz_code, str) else None,
-        events._text(get("dataId")),
-    )
-    status = get("status")
-    if protocol == events.STATUS_PROTOCOL and isinstance(status, list):
-        return _fast_report(head, status, envelope_t)
-    if biz_code == events.PROPERTY_MESSAGE and biz_data is not None:
-        properties = biz_data.get("properties")
-        return _fast_report(head, properties if isinstance(properties, list) else [], envelope_t)
-    event_time = timestamp_ms(get("ts", get("t"))) or envelope_t
-    if protocol == events.DEVICE_EVENT_PROTOCOL and isinstance(biz_code, str):
-        return DeviceEvent(*head, event_time, envelope_t, biz_data or {})
-    return GenericEvent(*head, event_time, envelope_t)
-
-
-def idea_decoder(codec: TuyaCodec) -> Call:
-    """``TuyaCodec.decode`` with :func:`fast_build_event` in place of ``build_event``."""
-
-    def decode(body: bytes, properties: Mapping[str, str]) -> Event:
-        envelope, plain = codec.decrypt(body, properties)
-        return fast_build_event(
-            orjson.loads(plain),
-            parse_protocol(envelope.get("protocol")),
-            timestamp_ms(envelope.get("t")),
-        )
-
-    return decode
-
-
 # --- timing ---------------------------------------------------------------------------------
 
 
@@ -392,12 +297,6 @@ def check_same_documents(pool: Pool, codec: TuyaCodec, baseline: PycryptodomeDec
     for body, properties in pool.messages:
         if baseline.decode(body, properties)["document"] != codec.decode(body, properties).document:
             raise SystemExit(f"{pool.em}: the baseline decodes a message differently")
-
-
-def check_idea(pool: Pool, codec: TuyaCodec, idea: Call) -> None:
-    for body, properties in pool.messages:
-        if idea(body, properties) != codec.decode(body, properties):
-            raise SystemExit(f"{pool.em}: fast_build_event builds a different event")
 
 
 # --- reporting ------------------------------------------------------------------------------
@@ -490,19 +389,16 @@ def print_goals(cases: Mapping[tuple[str, str], Case]) -> None:
 def run_decoders(
     pools: Mapping[str, Pool], args: argparse.Namespace
 ) -> dict[tuple[str, str], Case]:
-    """Codec, baseline, the codec's cumulative stages and the idea, interleaved in one run."""
+    """Codec, baseline and the codec's cumulative stages, interleaved in one run."""
     codec = TuyaCodec(ACCESS_SECRET)
     baseline = PycryptodomeDecoder(ACCESS_SECRET)
-    idea = idea_decoder(codec)
     cases: dict[tuple[str, str], Case] = {}
     for em, pool in pools.items():
         check_same_documents(pool, codec, baseline)
-        check_idea(pool, codec, idea)
         cases[em, "codec"] = case(codec.decode, pool.messages)
         cases[em, "pycryptodome"] = case(baseline.decode, pool.messages)
         cases[em, "b64+decrypt"] = case(codec.decrypt_data, pool.datas)
         cases[em, "envelope"] = case(codec.decrypt, pool.messages)
-        cases[em, "idea"] = case(idea, pool.messages)
     run(list(cases.values()), args.repeat, args.gc)
     return cases
 
@@ -581,19 +477,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vs first row of its mode",
     )
 
-    rows = []
-    for em in MODES:
-        codec, idea = cases[em, "codec"], cases[em, "idea"]
-        rows.append((em, "TuyaCodec.decode", codec, ""))
-        rows.append(
-            (
-                em,
-                "same, loop-based build_event (idea)",
-                idea,
-                f"{idea.median - codec.median:+.2f} us",
-            )
-        )
-    print_table("Idea: the same typed events built with plain loops (measured above):", rows)
     return 0
 
 

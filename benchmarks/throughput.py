@@ -61,7 +61,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.pulsar and benchmarks.decode
 
 import _pulsar  # noqa: E402
-import orjson  # noqa: E402
 import pulsar  # noqa: E402
 
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
@@ -378,8 +377,6 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
             subscribed = time.perf_counter()
             rss_start = read_status_kb("VmRSS")
             receiver = source._executor.submit(threading.get_native_id).result()
-            for name in spec.experiments:
-                EXPERIMENTS[name].after_start()
             waiter = asyncio.ensure_future(source.done.wait())
             await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
             if run.done():  # it ended before consuming everything: show why
@@ -434,52 +431,14 @@ class Experiment:
 
     summary: str
     patch: Callable[[], str | None]  # returns a sign_check override, if any
-    on_start: Callable[[], None] | None = None
 
     def apply(self) -> str | None:
         return self.patch()
-
-    def after_start(self) -> None:
-        if self.on_start is not None:
-            self.on_start()
 
 
 def _sign_off() -> str:
     """A setting, not a code change: what the default ``sign_check: log`` costs per message."""
     return "off"
-
-
-def _fast_sign() -> None:
-    """``envelope_sign`` with a fast path for the envelope Tuya sends: data, protocol, pv, t, sign.
-
-    The general function sorts the items and builds one f-string per field in a list
-    comprehension; with exactly these five keys the signed text has one fixed shape.
-    """
-    import hashlib
-
-    import tuya_events.tuya.codec as codec_module
-    from tuya_events.tuya.envelope import envelope_sign as general
-
-    def envelope_sign(envelope: dict[str, Any], access_secret: str) -> str:
-        if len(envelope) == 5:
-            data = envelope.get("data")
-            protocol = envelope.get("protocol")
-            pv = envelope.get("pv")
-            t = envelope.get("t")
-            if (
-                "sign" in envelope
-                and type(data) is str
-                and type(protocol) is int
-                and type(pv) is str
-                and type(t) is int
-                and data
-                and pv
-            ):
-                text = f"data={data}||protocol={protocol}||pv={pv}||t={t}||{access_secret}"
-                return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-        return general(envelope, access_secret)
-
-    codec_module.envelope_sign = envelope_sign  # type: ignore[assignment]
 
 
 def _lean_metrics() -> None:
@@ -592,105 +551,11 @@ def _convert_in_thread() -> None:
     PulsarSource.receive_batch = receive_batch  # type: ignore[method-assign]
 
 
-def _cpp_logger() -> None:
-    """pulsar-client logs through the C++ console logger at WARN, not through Python logging.
-
-    With ``logger=<logging.Logger>`` the binding reports every log statement as enabled and
-    calls into Python for each, debug ones included, several per message: each takes the GIL
-    from a C++ I/O thread (apache/pulsar-client-python src/config.cc, ``LoggerWrapper``).
-    """
-    original = PulsarSource._client_options
-
-    def client_options(self: PulsarSource) -> dict:
-        options = original(self)
-        options["logger"] = pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
-        return options
-
-    PulsarSource._client_options = client_options  # type: ignore[method-assign]
-
-
-def _gc_freeze() -> None:
-    """After start-up: move every object to the permanent generation, and collect less often.
-
-    The daemon allocates a few dozen objects per message, so generation 0 (threshold 700)
-    is collected every ~20 messages; the long-lived state (modules, settings, caches) needs no
-    scanning.
-    """
-    return None
-
-
-def _gc_freeze_start() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-
-
-def _lean_handle() -> None:
-    """``Pipeline._handle`` without the per-message sets.
-
-    The original builds ``union(*genexpr)``, ``set(done)``, ``add`` and a ``frozenset`` for
-    every message. In the common case (nothing handled yet for this message, every route
-    matched) the settled names are all the route names: one frozenset, built once, shared by
-    every dedupe entry; otherwise ``done.union(ran)``. Same dedupe contents as the original.
-    """
-    from tuya_events.observability.metrics import DUPLICATE, UNMATCHED
-
-    every_route: dict[int, frozenset[str]] = {}
-
-    async def _handle(
-        self: Pipeline, delivery: Delivery, event: Event, only_handler: str | None
-    ) -> None:
-        message_id = delivery.message_id
-        data_key = f"data:{event.data_id}" if event.data_id else None
-        recent = self.recent
-        done = recent.succeeded(message_id)
-        if data_key is not None:
-            other = recent.succeeded(data_key)
-            if other:
-                done = done | other
-        ran: list[str] = []
-        all_ran = only_handler is None and not done
-        dead_lettered = False
-        for route in self.routes:
-            name = route.name
-            if only_handler is not None and name != only_handler:
-                continue
-            if not route.matches(event):
-                self.metrics.handler_outcome(name, UNMATCHED)
-                all_ran = False
-                continue
-            if name in done:
-                self.metrics.handler_outcome(name, DUPLICATE)
-                continue
-            failure = await self._run_handler(route.handler, event, delivery)
-            if failure is not None:
-                await self._dead_letter(delivery, failure, event)
-                dead_lettered = True
-            ran.append(name)
-        if all_ran:
-            settled = every_route.get(id(self))
-            if settled is None:
-                settled = every_route[id(self)] = frozenset(r.name for r in self.routes)
-        else:
-            settled = done.union(ran)
-        recent.remember(message_id, settled)
-        if data_key is not None:
-            recent.remember(data_key, settled)
-        self._ack(delivery, dead_lettered)
-
-    Pipeline._handle = _handle  # type: ignore[method-assign]
-
-
 EXPERIMENTS: dict[str, Experiment] = {
-    "cpp-logger": Experiment(
-        "pulsar-client logs through its C++ console logger (WARN), not Python logging",
-        _cpp_logger,
-    ),
     "sign-off": Experiment(
         "sign_check: off instead of the default log (no MD5 per message; config, not code)",
         _sign_off,
     ),
-    "fast-sign": Experiment("envelope_sign: fast path for Tuya's five-key envelope", _fast_sign),
     "lean-metrics": Experiment(
         "per-message metrics as plain ints, exposed by a collector at scrape time", _lean_metrics
     ),
@@ -699,13 +564,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         "_pulsar.Message objects, no pulsar.Message wrappers", _direct_pulsar
     ),
     "convert-in-thread": Experiment("_to_deliveries on the receive thread", _convert_in_thread),
-    "gc-freeze": Experiment(
-        "gc.freeze() after start, generation-0 threshold 10,000", _gc_freeze, _gc_freeze_start
-    ),
-    "lean-handle": Experiment("Pipeline._handle without per-message sets", _lean_handle),
 }
-FIRST = "cpp-logger"
-PROPOSALS = ("cpp-logger", "fast-sign", "lean-metrics", "direct-pulsar", "gc-freeze", "lean-handle")
+# cpp-logger, fast-sign, gc-freeze and lean-handle were measured here and are now in the daemon
+# (benchmarks/README.md, "After the changes"); their prototypes are gone.
+PROPOSALS = ("lean-metrics", "direct-pulsar")
 
 
 # --- micro: the changed pieces alone, before and after, in one process --------------------------
@@ -746,32 +608,14 @@ def patched(
 def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
     """us per message of each proposal's piece, original against patched, on the same messages."""
     from tests.pulsar.traffic import interleaved_stream
-    from tuya_events.config.settings import RetrySettings
     from tuya_events.observability.metrics import SUCCESS, Metrics
-    from tuya_events.pipeline.policy import RetryPolicy
-    from tuya_events.tuya import codec as codec_module
     from tuya_events.tuya.codec import TuyaEncoder
 
     n = MICRO_CALLS
     secret = spec.access_secret
     encoder = TuyaEncoder(spec.access_id, secret)
     encoded = [encoder.encode(o.document, o.em) for o in interleaved_stream(n, 200, seed=5)]
-    envelopes = [orjson.loads(body) for body, _ in encoded]
     out: dict[str, tuple[float, float]] = {}
-
-    sign = patched(_fast_sign, codec_module, ["envelope_sign"])
-
-    def sign_all(new: bool) -> Callable[[], None]:
-        def work() -> None:
-            sign(new)
-            envelope_sign = codec_module.envelope_sign
-            for envelope in envelopes:
-                envelope_sign(envelope, secret)
-
-        return work
-
-    out["fast-sign: envelope_sign"] = compare(n, sign_all(False), sign_all(True))
-    sign(False)
 
     messages = []
     for index, (body, properties) in enumerate(encoded):
@@ -791,36 +635,6 @@ def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
         lambda: transport._to_deliveries(wrapped),
         lambda: transport._to_deliveries(messages),
     )
-
-    codec = TuyaCodec(secret)
-    events = [codec.decode(body, properties) for body, properties in encoded]
-    handle = patched(_lean_handle, Pipeline, ["_handle"])
-
-    def handle_all(new: bool) -> Callable[[], None]:
-        def work() -> None:
-            handle(new)
-            pipeline = Pipeline(
-                codec,
-                [Route(NoopHandler("noop"))],
-                None,  # type: ignore[arg-type]
-                lambda delivery, dead_lettered: None,
-                RetryPolicy(RetrySettings()),
-                Metrics(),
-            )
-
-            async def drive() -> None:
-                for index, event in enumerate(events):
-                    delivery = Delivery(b"", {}, f"(1,{index},0,-1)", partition=0)
-                    await pipeline._handle(delivery, event, None)
-
-            asyncio.run(drive())
-
-        return work
-
-    out["lean-handle: Pipeline._handle with run_handler, dedupe, ack call"] = compare(
-        n, handle_all(False), handle_all(True)
-    )
-    handle(False)
 
     metrics = patched(
         _lean_metrics, metrics_module.Metrics, ["received", "decoded", "handler_outcome"]
@@ -1311,16 +1125,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """The runs of one round, in order: (kind, experiments).
 
-    ``--experiment all``: the pulsar-client logger first, then every other change on top of it
-    (the logger's GIL traffic otherwise hides what they save), then every proposal together.
+    ``--experiment all``: every experiment on its own, then every proposal together.
     """
     runs: list[tuple[str, list[str]]] = [(RAW, [])]
     if args.raw_decode:
         runs.append((RAW_DECODE, []))
     runs.append((DAEMON, []))
     if "all" in args.experiment:
-        runs.append((DAEMON, [FIRST]))
-        runs += [(DAEMON, [FIRST, name]) for name in EXPERIMENTS if name != FIRST]
+        runs += [(DAEMON, [name]) for name in EXPERIMENTS]
         runs.append((DAEMON, list(PROPOSALS)))
     runs += [(DAEMON, [name]) for name in dict.fromkeys(args.experiment) if name != "all"]
     unique = dict.fromkeys((kind, tuple(names)) for kind, names in runs)
