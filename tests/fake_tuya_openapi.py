@@ -30,7 +30,6 @@ import hmac
 import json
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -39,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.threaded_server import ThreadedAiohttpServer
 
 TOKEN_PATH = "/v1.0/token"
 PUSH_PATH = "/v1.0/iot-03/messages/app-notifications/actions/push"
@@ -57,12 +58,6 @@ MESSAGES = {
     1111: "system busy",
     28841105: "No permissions. This API is not subscribed.",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def expected_sign(
@@ -134,7 +129,9 @@ class _Token:
 
 
 @dataclass
-class FakeTuyaOpenApi:
+class FakeTuyaOpenApi(ThreadedAiohttpServer):
+    thread_name = "fake-tuya-openapi"
+
     access_id: str
     access_secret: str
     legacy: bool = False
@@ -152,9 +149,6 @@ class FakeTuyaOpenApi:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._tokens: dict[str, _Token] = {}
         self._refresh: dict[str, str] = {}
         self._command_times: deque[float] = deque()
@@ -201,55 +195,13 @@ class FakeTuyaOpenApi:
         with self._lock:
             self.received.clear()
 
-    def start(self) -> FakeTuyaOpenApi:
-        if self.port == 0:
-            self.port = free_port()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._open())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._close())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-tuya-openapi", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        """Stop listening (the port is then refused) but keep everything recorded."""
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._loop = None
-        self._thread = None
-
     # -- the server, in its own thread -------------------------------------------------------
 
-    async def _open(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/_report", self._report)
         app.router.add_route("*", "/{tail:.*}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
-
-    async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def _now_ms(self) -> int:
         return int((time.time() + self.clock_offset) * 1000)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests import vectors as v
-from tests.fake_tuya_openapi import FakeTuyaOpenApi, free_port
+from tests.fake_tuya_openapi import FakeTuyaOpenApi
+from tests.threaded_server import free_port
 
 CREDENTIALS = ("--access-id", v.API_CLIENT_ID, "--access-secret", v.API_SECRET)
 FIXED = ("--t", v.API_T, "--nonce", v.API_NONCE)

@@ -320,8 +320,8 @@ def test_wrong_secret_exits_69_and_says_what_to_check(
 def test_unreachable_broker_exits_69_naming_the_url(
     tuya_tenant: TuyaTenant, tmp_path: Path
 ) -> None:
-    from tests.daemon_process import free_port
     from tests.pulsar.tenant import TuyaTenant as Tenant
+    from tests.threaded_server import free_port
 
     nowhere = Tenant(tuya_tenant.credentials, f"pulsar://127.0.0.1:{free_port()}", "")
     daemon = DaemonProcess(

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from tests.daemon_process import free_port
+from tests.threaded_server import free_port
 from tuya_events.observability.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import free_port
+from tests.threaded_server import free_port
 from tuya_events.observability.health import Health
 
 REQUIRED_METRICS = (

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests import vectors as v
-from tests.fake_tuya_openapi import FakeTuyaOpenApi, free_port
+from tests.fake_tuya_openapi import FakeTuyaOpenApi
+from tests.threaded_server import free_port
 from tuya_events.observability.metrics import Metrics
 from tuya_events.openapi.client import Credentials, OpenApiClient, OpenApiOptions
 from tuya_events.openapi.errors import SHARED_KEY_HINT, OpenApiError

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.daemon_process import free_port
+from tests.threaded_server import free_port
 from tuya_events.observability.systemd import SystemdNotifier
 
 

@@ -25,7 +25,8 @@ import structlog
 
 from tests import vectors as v
 from tests.pipeline_support import Harness, make_settings, status_message, wait_until
-from tests.webhook_receiver import WebhookReceiver, free_port, verify_standard_webhook
+from tests.threaded_server import free_port
+from tests.webhook_receiver import WebhookReceiver, verify_standard_webhook
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.secrets import secret_values

@@ -21,7 +21,6 @@ import hmac
 import json
 import random
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.threaded_server import ThreadedAiohttpServer
 
 TOLERANCE_SECONDS = 300
 
@@ -80,12 +81,6 @@ def devices_of(payload: Any) -> list[str]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Answer:
     """A scripted answer: ``times`` requests (None: every one), optionally only for a device."""
@@ -126,7 +121,9 @@ class Rejected:
 
 
 @dataclass
-class WebhookReceiver:
+class WebhookReceiver(ThreadedAiohttpServer):
+    thread_name = "webhook-receiver"
+
     secret: str | None = None
     delay: float = 0.0
     jitter: float = 0.0  # up to this much extra delay, at random, per request
@@ -142,9 +139,6 @@ class WebhookReceiver:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._random = random.Random(11)
 
     # -- control, from the test's thread ---------------------------------------------------
@@ -179,63 +173,13 @@ class WebhookReceiver:
                 order.setdefault(item["event"]["device_id"], []).append(item["id"])
         return order
 
-    def start(self) -> WebhookReceiver:
-        """Serve on ``port`` (a free one when 0); returns once it accepts connections."""
-        if self.port == 0:
-            self.port = free_port()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._open())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._close())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="webhook-receiver", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        """Stop listening (the port is then refused) but keep everything recorded."""
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._loop = None
-        self._thread = None
-
     # -- the server, in its own thread -------------------------------------------------------
 
-    async def _open(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/hook", self._receive)
         app.router.add_get("/_report", self._report)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            "127.0.0.1",
-            self.port,
-            reuse_address=True,
-            ssl_context=self.ssl_context,
-        )
-        await site.start()
-
-    async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def _pick(self, devices: list[str]) -> Answer | None:
         with self._lock:
