@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import cProfile
 import gc
@@ -441,70 +440,16 @@ def _sign_off() -> str:
     return "off"
 
 
-def _lean_metrics() -> None:
-    """Per-message metrics as plain ints and bucket counts, read by a collector at scrape time.
-
-    prometheus_client takes a lock and goes through several Python calls per ``inc`` and
-    ``observe``; the daemon's event loop is the only writer, so plain ints are enough.
-    """
-    age_bounds = metrics_module.AGE_BUCKETS
-    handler_bounds = metrics_module.HANDLER_BUCKETS
-    state: dict[str, Any] = {
-        "received": defaultdict(int),
-        "age": [0] * (len(age_bounds) + 1),
-        "age_sum": 0.0,
-        "events": defaultdict(int),
-        "outcomes": defaultdict(int),
-        "durations": defaultdict(lambda: [0] * (len(handler_bounds) + 1)),
-        "acked": 0,
-    }
-    by_partition, age, events, outcomes, durations = (
-        state["received"],
-        state["age"],
-        state["events"],
-        state["outcomes"],
-        state["durations"],
-    )
-
-    def received(self: Any, partition: int, age_seconds: float | None) -> None:
-        by_partition[partition] += 1
-        if age_seconds is not None:
-            age[bisect.bisect_left(age_bounds, age_seconds)] += 1
-            state["age_sum"] += age_seconds
-
-    def decoded(self: Any, kind: str) -> None:
-        events[kind] += 1
-
-    def handler_outcome(
-        self: Any, handler: str, outcome: str, seconds: float | None = None
-    ) -> None:
-        outcomes[handler, outcome] += 1
-        if seconds is not None:
-            durations[handler][bisect.bisect_left(handler_bounds, seconds)] += 1
-
-    def _ack(self: Pipeline, delivery: Delivery, dead_lettered: bool) -> None:
-        self.acknowledge(delivery, dead_lettered)
-        state["acked"] += 1
-
-    metrics_module.Metrics.received = received  # type: ignore[method-assign]
-    metrics_module.Metrics.decoded = decoded  # type: ignore[method-assign]
-    metrics_module.Metrics.handler_outcome = handler_outcome  # type: ignore[method-assign]
-    Pipeline._ack = _ack  # type: ignore[method-assign]
-
-
 def _no_metrics() -> None:
     """Upper bound: no per-message metric at all (not a proposal: the metrics are needed)."""
 
     def nothing(*_: Any, **__: Any) -> None:
         return None
 
-    def _ack(self: Pipeline, delivery: Delivery, dead_lettered: bool) -> None:
-        self.acknowledge(delivery, dead_lettered)
-
     metrics_module.Metrics.received = nothing  # type: ignore[method-assign]
     metrics_module.Metrics.decoded = nothing  # type: ignore[method-assign]
     metrics_module.Metrics.handler_outcome = nothing  # type: ignore[method-assign]
-    Pipeline._ack = _ack  # type: ignore[method-assign]
+    metrics_module.Metrics.acked = nothing  # type: ignore[method-assign]
 
 
 def _direct_pulsar() -> None:
@@ -556,18 +501,15 @@ EXPERIMENTS: dict[str, Experiment] = {
         "sign_check: off instead of the default log (no MD5 per message; config, not code)",
         _sign_off,
     ),
-    "lean-metrics": Experiment(
-        "per-message metrics as plain ints, exposed by a collector at scrape time", _lean_metrics
-    ),
     "no-metrics": Experiment("no per-message metrics (upper bound, not a proposal)", _no_metrics),
     "direct-pulsar": Experiment(
         "_pulsar.Message objects, no pulsar.Message wrappers", _direct_pulsar
     ),
     "convert-in-thread": Experiment("_to_deliveries on the receive thread", _convert_in_thread),
 }
-# cpp-logger, fast-sign, gc-freeze and lean-handle were measured here and are now in the daemon
-# (benchmarks/README.md, "After the changes"); their prototypes are gone.
-PROPOSALS = ("lean-metrics", "direct-pulsar")
+# cpp-logger, fast-sign, gc-freeze, lean-handle and lean-metrics were measured here and are now
+# in the daemon (benchmarks/README.md, "After the changes"); their prototypes are gone.
+PROPOSALS = ("direct-pulsar",)
 
 
 # --- micro: the changed pieces alone, before and after, in one process --------------------------
@@ -590,25 +532,9 @@ def compare(
     return best[0] / calls * 1e6, best[1] / calls * 1e6
 
 
-def patched(
-    patch: Callable[[], object], owner: Any, names: Sequence[str]
-) -> Callable[[bool], None]:
-    """Apply ``patch`` and return a switch between the original and patched attributes."""
-    originals = {name: getattr(owner, name) for name in names}
-    patch()
-    replacements = {name: getattr(owner, name) for name in names}
-
-    def use(new: bool) -> None:
-        for name in names:
-            setattr(owner, name, (replacements if new else originals)[name])
-
-    return use
-
-
 def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
     """us per message of each proposal's piece, original against patched, on the same messages."""
     from tests.pulsar.traffic import interleaved_stream
-    from tuya_events.observability.metrics import SUCCESS, Metrics
     from tuya_events.tuya.codec import TuyaEncoder
 
     n = MICRO_CALLS
@@ -636,30 +562,6 @@ def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
         lambda: transport._to_deliveries(messages),
     )
 
-    metrics = patched(
-        _lean_metrics, metrics_module.Metrics, ["received", "decoded", "handler_outcome"]
-    )
-    acked = {"count": 0}
-
-    def metrics_all(new: bool) -> Callable[[], None]:
-        instance = Metrics()
-
-        def work() -> None:
-            metrics(new)
-            for _ in range(n):
-                instance.received(3, 0.2)
-                instance.decoded("status")
-                instance.handler_outcome("noop", SUCCESS, 0.0001)
-                if new:
-                    acked["count"] += 1  # what the patched Pipeline._ack does
-                else:
-                    instance.messages_acked.inc()
-
-        return work
-
-    out["lean-metrics: the four per-message metric updates"] = compare(
-        n, metrics_all(False), metrics_all(True)
-    )
     return out
 
 

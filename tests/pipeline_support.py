@@ -111,6 +111,14 @@ class Harness:
         await wait_until(lambda: self.daemon.health.started)
         return self
 
+    def outcomes(self, handler: str, outcome: str) -> float:
+        """A handler's outcome count as ``/metrics`` shows it (0 when the series is absent)."""
+        labels = {"handler": handler, "outcome": outcome}
+        value = self.daemon.metrics.registry.get_sample_value(
+            "tuya_events_handler_outcomes_total", labels
+        )
+        return value or 0.0
+
     async def stop(self) -> int:
         self.daemon.request_stop()
         assert self.task is not None

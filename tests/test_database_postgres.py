@@ -86,8 +86,7 @@ def test_outage_mid_stream_loses_nothing_and_dead_letters_nothing(
             await publisher
             await wait_until(lambda: len(h.source.acknowledged) == total, timeout=60)
             observed["dead_letters"] = h.store.count()
-            retries = h.daemon.metrics.handler_outcomes.labels("db", RETRY)
-            observed["retries"] = retries._value.get()
+            observed["retries"] = h.outcomes("db", RETRY)
         observed["rows"] = await fetch(postgres_dsn, "SELECT id FROM tuya_events")
         observed["latest"] = await fetch(
             postgres_dsn, "SELECT device_id, value::int FROM tuya_latest_status WHERE code = 'seq'"

@@ -131,8 +131,7 @@ def test_unmatched_events_are_counted_not_errors(tmp_path) -> None:
             for device in ("dev00", "dev01", "dev02"):
                 h.source.publish(*status_message(device, 0))
             await wait_until(lambda: len(h.source.acknowledged) == 3)
-            unmatched = h.daemon.metrics.handler_outcomes.labels("doors", "unmatched")._value.get()
-            assert unmatched == 2
+            assert h.outcomes("doors", "unmatched") == 2
 
     asyncio.run(scenario())
     assert doors.seen == [("dev01", 0)]

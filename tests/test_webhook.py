@@ -346,9 +346,8 @@ def test_receiver_down_is_retried_as_infrastructure_and_delivered_once_it_is_up(
 
     async def scenario(h: Harness) -> tuple[list[str], int]:
         ids = publish(h, devices=2, per_device=2)
-        retries = h.daemon.metrics.handler_outcomes.labels("webhook", "retry")
         # max_attempts is 3: far more refused attempts than that, and still no dead letter.
-        await wait_until(lambda: retries._value.get() >= 10)
+        await wait_until(lambda: h.outcomes("webhook", "retry") >= 10)
         assert h.source.acknowledged == [] and h.store.count() == 0
         await asyncio.to_thread(receiver.start)
         try:
@@ -489,7 +488,7 @@ def test_waiting_for_a_free_slot_does_not_count_against_the_timeout(
     async def scenario(h: Harness) -> tuple[int, float]:
         ids = publish(h, devices=4, per_device=1)
         await wait_until(lambda: len(h.source.acknowledged) == len(ids))
-        retries = h.daemon.metrics.handler_outcomes.labels("webhook", "retry")._value.get()
+        retries = h.outcomes("webhook", "retry")
         return h.store.count(), retries
 
     assert run_pipeline(tmp_path, handler, scenario) == (0, 0)
@@ -538,7 +537,7 @@ def test_a_failed_batch_request_fails_every_event_in_it(
     async def scenario(h: Harness) -> tuple[list[str], int, float]:
         ids = publish(h, devices=4, per_device=1)
         await wait_until(lambda: len(h.source.acknowledged) == len(ids))
-        retries = h.daemon.metrics.handler_outcomes.labels("webhook", "retry")._value.get()
+        retries = h.outcomes("webhook", "retry")
         return ids, h.store.count(), retries
 
     ids, dead_letters, retries = run_pipeline(tmp_path, handler, scenario)

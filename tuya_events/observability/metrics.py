@@ -1,8 +1,8 @@
 """Every metric the daemon exposes, on its own registry, named by Prometheus conventions.
 
 Base units, ``_total`` counters, histograms for durations, and never a device id as a label.
-Label children used per message are bound once and cached: the per-message path stays cheap.
-Gauges that mirror a number the pipeline already keeps read it at scrape time instead.
+The per-message series are plain numbers in :class:`MessageCounts`, turned into samples at scrape
+time; gauges that mirror a number the pipeline already keeps read it at scrape time too.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from tuya_events import __version__
+from tuya_events.observability.counting import MessageCounts
 
 PREFIX = "tuya_events"
 HANDLER_BUCKETS = (
@@ -57,16 +58,9 @@ class Metrics:
             f"{PREFIX}_build_info", "Version of the running daemon.", ["version"], registry=r
         )
         self.build_info.labels(__version__).set(1)
-        self.messages_received = Counter(
-            f"{PREFIX}_messages_received",
-            "Messages received from the broker.",
-            ["partition"],
-            registry=r,
-        )
-        self.messages_acked = Counter(
-            f"{PREFIX}_messages_acked", "Messages acknowledged.", registry=r
-        )
-        self.events = Counter(f"{PREFIX}_events", "Events decoded, by kind.", ["kind"], registry=r)
+        # The per-message series: plain numbers, exposed by a collector at scrape time.
+        self.counts = MessageCounts(PREFIX, AGE_BUCKETS, HANDLER_BUCKETS)
+        r.register(self.counts)
         self.decode_failures = Counter(
             f"{PREFIX}_decode_failures",
             "Messages that could not be decoded.",
@@ -76,19 +70,6 @@ class Metrics:
         self.sign_mismatches = Counter(
             f"{PREFIX}_sign_mismatches",
             "Envelopes whose sign did not match (sign_check: log).",
-            registry=r,
-        )
-        self.handler_duration = Histogram(
-            f"{PREFIX}_handler_duration_seconds",
-            "Time one handler call took.",
-            ["handler"],
-            buckets=HANDLER_BUCKETS,
-            registry=r,
-        )
-        self.handler_outcomes = Counter(
-            f"{PREFIX}_handler_outcomes",
-            "Handler results: success, retry, failure, duplicate (skipped), unmatched.",
-            ["handler", "outcome"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -107,12 +88,6 @@ class Metrics:
         )
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_messages", "Messages received, not yet finished.", registry=r
-        )
-        self.event_age = Histogram(
-            f"{PREFIX}_event_age_seconds",
-            "Now minus the broker publish time, when a message is received.",
-            buckets=AGE_BUCKETS,
-            registry=r,
         )
         self.last_message = Gauge(
             f"{PREFIX}_last_message_timestamp_seconds",
@@ -172,10 +147,6 @@ class Metrics:
         )
         for outcome in ("success", "failure"):  # so increase() sees the first failure
             self.openapi_token_refreshes.labels(outcome)
-        self._received_by_partition: dict[int, Counter] = {}
-        self._events_by_kind: dict[str, Counter] = {}
-        self._outcomes: dict[tuple[str, str], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
 
     def bind_gauges(
         self, in_flight: Callable[[], float], last_message: Callable[[], float]
@@ -185,36 +156,28 @@ class Metrics:
         self.last_message.set_function(last_message)
 
     def received(self, partition: int, age_seconds: float | None) -> None:
-        child = self._received_by_partition.get(partition)
-        if child is None:
-            child = self._received_by_partition[partition] = self.messages_received.labels(
-                str(partition)
-            )
-        child.inc()
+        received = self.counts.received
+        received[partition] = received.get(partition, 0) + 1
         if age_seconds is not None:
-            self.event_age.observe(max(age_seconds, 0.0))
+            self.counts.age.observe(age_seconds if age_seconds > 0.0 else 0.0)
 
     def decoded(self, kind: str) -> None:
-        child = self._events_by_kind.get(kind)
-        if child is None:
-            child = self._events_by_kind[kind] = self.events.labels(kind)
-        child.inc()
+        events = self.counts.events
+        events[kind] = events.get(kind, 0) + 1
+
+    def acked(self) -> None:
+        self.counts.acked += 1
 
     def handler_outcome(self, handler: str, outcome: str, seconds: float | None = None) -> None:
-        child = self._outcomes.get((handler, outcome))
-        if child is None:
-            child = self._outcomes[(handler, outcome)] = self.handler_outcomes.labels(
-                handler, outcome
-            )
-        child.inc()
+        outcomes = self.counts.outcomes
+        key = (handler, outcome)
+        outcomes[key] = outcomes.get(key, 0) + 1
         if seconds is not None:
-            duration = self._durations.get(handler)
-            if duration is None:
-                duration = self._durations[handler] = self.handler_duration.labels(handler)
-            duration.observe(seconds)
+            self.counts.handler_buckets_for(handler).observe(seconds)
 
     def declare_handler(self, handler: str) -> None:
         """Create a handler's series at start so dashboards show zeros, not gaps."""
+        outcomes = self.counts.outcomes
         for outcome in (SUCCESS, RETRY, FAILURE, DUPLICATE, UNMATCHED):
-            self.handler_outcomes.labels(handler, outcome)
-        self.handler_duration.labels(handler)
+            outcomes.setdefault((handler, outcome), 0)
+        self.counts.handler_buckets_for(handler)

@@ -204,7 +204,7 @@ class Pipeline:
 
     def _ack(self, delivery: Delivery, dead_lettered: bool) -> None:
         self.acknowledge(delivery, dead_lettered)
-        self.metrics.messages_acked.inc()
+        self.metrics.acked()
 
     # -- per message --------------------------------------------------------------------------
 
