@@ -60,6 +60,15 @@ def server() -> Iterator[FakeTuyaOpenApi]:
     fake.stop()
 
 
+@pytest.fixture
+def legacy_server() -> Iterator[FakeTuyaOpenApi]:
+    """A project from before mid-2021: only the legacy sign passes, so an accepted call proves
+    the client that sent it had ``legacy_signing`` on."""
+    fake = FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET, legacy=True).start()
+    yield fake
+    fake.stop()
+
+
 def door(device: str, seq: int, opened: bool = True) -> tuple[bytes, dict[str, str]]:
     document = {
         "dataId": f"{device}-{seq}",
@@ -605,6 +614,87 @@ def test_differing_client_options_for_one_project_are_a_config_error(tmp_path: P
         )
     [(path, message)] = raised.value.problems
     assert path == "handlers[1].openapi" and "share one OpenAPI client" in message
+    assert "handler 'a'" in message and "top-level openapi:" in message  # the better place
+
+
+LIGHT_2_TOO = {
+    "name": "light-2-too",
+    "when": {"value": {"doorcontact_state": True}},
+    "then": {"command": {"device_id": "light-2", "code": "switch_1", "value": True}},
+}
+
+
+def test_the_top_level_openapi_section_configures_every_action_handlers_client(
+    tmp_path: Path, legacy_server: FakeTuyaOpenApi
+) -> None:
+    top = {**FAST_CLIENT, "legacy_signing": True, "lang": "de", "rate_limits": {"command": 2}}
+    settings, handlers = build(
+        tmp_path,
+        legacy_server,
+        [
+            {"type": "action", "name": "first", "rules": [DOOR_OPENS_LIGHT_ON]},
+            # a handler block that repeats the top-level section is accepted
+            {"type": "action", "name": "second", "rules": [LIGHT_2_TOO], "openapi": top},
+        ],
+        openapi=top,
+    )
+
+    async def scenario(h: Harness) -> None:
+        client = handlers[0].client
+        assert client is handlers[1].client and client.options == settings.openapi
+        for index in range(2):
+            h.source.publish(*door(f"door-{index}", 1), key=f"door-{index}")
+        await settled(h, 2)
+
+    run(settings, handlers, scenario)
+    assert legacy_server.codes() == [None] * 5  # one token, four commands: legacy signs pass
+    assert {r.headers["lang"] for r in legacy_server.received} == {"de"}
+    arrivals = [c.at for c in legacy_server.commands()]
+    assert all(b - a >= 0.45 for a, b in itertools.pairwise(arrivals))  # command: 2/s
+
+
+def test_without_the_top_level_section_a_handlers_own_block_still_configures_the_client(
+    tmp_path: Path, legacy_server: FakeTuyaOpenApi
+) -> None:
+    """Configurations from before the top-level section keep working, for every handler of
+    the project."""
+    own = {**FAST_CLIENT, "legacy_signing": True, "lang": "fr"}
+    settings, handlers = build(
+        tmp_path,
+        legacy_server,
+        [
+            {"type": "action", "name": "first", "rules": [DOOR_OPENS_LIGHT_ON]},
+            {"type": "action", "name": "second", "rules": [LIGHT_2_TOO], "openapi": own},
+        ],
+    )
+
+    async def scenario(h: Harness) -> None:
+        assert handlers[0].client is handlers[1].client
+        h.source.publish(*door("door-1", 1), key="door-1")
+        await settled(h, 1)
+
+    run(settings, handlers, scenario)
+    assert legacy_server.codes() == [None] * 3
+    assert {r.headers["lang"] for r in legacy_server.received} == {"fr"}
+
+
+def test_a_handler_block_that_differs_from_the_top_level_section_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build(
+            tmp_path,
+            None,
+            [
+                {"type": "log"},
+                {"type": "action", "rules": [DOOR_OPENS_LIGHT_ON], "openapi": {"lang": "zh"}},
+            ],
+            openapi={"lang": "de"},
+        )
+    [(path, message)] = raised.value.problems
+    assert path == "handlers[1].openapi"
+    assert message.startswith("differs from the top-level openapi: section")
+    assert "share one OpenAPI client" in message and "leave openapi: out" in message
 
 
 # -- configuration -----------------------------------------------------------------------------

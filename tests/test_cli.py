@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import vectors as v
 
@@ -118,6 +119,27 @@ def test_check_config_prints_masked_effective_config(tmp_path: Path) -> None:
     assert v.ACCESS_SECRET not in result.stdout + result.stderr
     assert "access_secret: '********'" in result.stdout
     assert "max_in_flight: 1000" in result.stdout
+
+
+def test_check_config_shows_the_openapi_section_and_rejects_a_handler_block_that_differs(
+    tmp_path: Path,
+) -> None:
+    action = (
+        "  - type: action\n    name: lights\n    rules:\n"
+        "      - {when: {}, then: {command: {code: switch_1, value: true}}}\n"
+    )
+    head = f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
+    head += "openapi:\n  legacy_signing: true\n  lang: de\nhandlers:\n  - type: log\n"
+    good = tuya_events("check-config", "-c", str(write_config(tmp_path, head + action)))
+    assert good.returncode == 0, good.stderr
+    shown = yaml.safe_load(good.stdout)["openapi"]
+    assert shown["legacy_signing"] is True and shown["lang"] == "de"
+    assert shown["rate_limits"]["command"] == {"rate": 4.0, "burst": 1}
+    differing = action + "    openapi: {lang: zh}\n"
+    bad = tuya_events("check-config", "-c", str(write_config(tmp_path, head + differing)))
+    assert bad.returncode == 78
+    assert "handlers[1].openapi: differs from the top-level openapi: section" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_check_config_errors_exit_78_listing_every_key(tmp_path: Path) -> None:

@@ -56,9 +56,27 @@ def headers_of(output: str) -> dict[str, str]:
     return found
 
 
+def write_config(tmp_path: Path, url: str | None = None, extra: str = "") -> Path:
+    """A configuration with the vectors' project, ``extra`` YAML appended (e.g. openapi:)."""
+    config = tmp_path / "config.yaml"
+    text = f"tuya:\n  access_id: {v.API_CLIENT_ID}\n  access_secret: {v.API_SECRET}\n  region: eu\n"
+    if url:
+        text += f"  openapi_url: {url}\n"
+    config.write_text(text + extra)
+    return config
+
+
 @pytest.fixture
 def server() -> Iterator[FakeTuyaOpenApi]:
     fake = FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def legacy_server() -> Iterator[FakeTuyaOpenApi]:
+    """A project from before mid-2021: it accepts legacy signs only."""
+    fake = FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET, legacy=True).start()
     yield fake
     fake.stop()
 
@@ -187,6 +205,51 @@ def test_dry_run_with_the_legacy_scheme() -> None:
     assert "string-to-sign" not in result.stdout and "nonce" not in headers_of(result.stdout)
 
 
+def test_dry_run_takes_legacy_signing_and_lang_from_the_config_and_flags_override_them(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, extra="openapi:\n  legacy_signing: true\n  lang: zh\n")
+    call = ("GET", "/v1.0/devices/d1", "--access-token", v.API_ACCESS_TOKEN, "--t", v.API_T)
+    result = tuya_events(*call, "--dry-run", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert field(out, "signing") == "legacy (HMAC-SHA256 of client_id + access_token + t)"
+    assert json.loads(field(out, "signed string")) == (
+        v.API_CLIENT_ID + v.API_ACCESS_TOKEN + v.API_T
+    )
+    assert headers_of(out)["lang"] == "zh" and "nonce" not in headers_of(out)
+    current = tuya_events(
+        *call, "--dry-run", "-c", str(config), "--no-legacy-signing", "--lang", "en"
+    )
+    assert current.returncode == 0, current.stderr
+    assert field(current.stdout, "signing").startswith("current")
+    assert headers_of(current.stdout)["lang"] == "en"
+    nonce = tuya_events(*call, "--dry-run", "-c", str(config), "--nonce", "n")
+    assert nonce.returncode == 64 and "openapi.legacy_signing" in nonce.stderr
+
+
+def test_an_older_config_with_the_options_in_an_action_handler_block(tmp_path: Path) -> None:
+    """Without a top-level openapi:, the block the daemon's action handlers use is used."""
+    handler = (
+        "handlers:\n  - type: action\n    openapi: {legacy_signing: true}\n    rules:\n"
+        "      - {when: {}, then: {command: {code: switch_1, value: true}}}\n"
+    )
+    config = write_config(tmp_path, extra=handler)
+    result = tuya_events(
+        "GET", "/v1.0/token?grant_type=1", "--t", v.API_T, "--dry-run", "-c", str(config)
+    )
+    assert result.returncode == 0, result.stderr
+    assert field(result.stdout, "signing") == "legacy (HMAC-SHA256 of client_id + t)"
+
+
+def test_a_wrong_openapi_section_exits_78_with_its_key_path(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="openapi:\n  lang: e n\n  timeout: soon\n")
+    result = tuya_events("GET", "/v1.0/devices/d1", "--dry-run", "-c", str(config))
+    assert result.returncode == 78
+    assert "openapi.lang" in result.stderr and "openapi.timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- real calls --------------------------------------------------------------------------------
 
 
@@ -219,6 +282,30 @@ def test_credentials_and_url_from_the_config(tmp_path: Path, server: FakeTuyaOpe
     answer = json.loads(result.stdout)
     assert answer["expire_time"] == 7200 and answer["access_token"]
     assert [r.path for r in server.received] == ["/v1.0/token"]  # a token call needs no token
+
+
+def test_a_legacy_project_called_with_the_options_from_the_config(
+    tmp_path: Path, legacy_server: FakeTuyaOpenApi
+) -> None:
+    extra = "openapi:\n  legacy_signing: true\n  lang: de\n"
+    config = write_config(tmp_path, legacy_server.url, extra)
+    result = tuya_events("GET", "/v1.0/devices/d1", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == "d1"
+    assert legacy_server.codes() == [None, None]  # the token, the query: legacy signs pass
+    assert {r.headers["lang"] for r in legacy_server.received} == {"de"}
+    current = tuya_events("GET", "/v1.0/devices/d1", "-c", str(config), "--no-legacy-signing")
+    assert current.returncode == 78 and "1004" in current.stderr  # the flag overrides
+
+
+def test_timeout_and_attempts_come_from_the_config(tmp_path: Path, server: FakeTuyaOpenApi) -> None:
+    server.delay = 1.0
+    extra = "openapi:\n  timeout: 300ms\n  max_attempts: 1\n"
+    config = write_config(tmp_path, server.url, extra)
+    result = tuya_events("GET", "/v1.0/token?grant_type=1", "-c", str(config))
+    assert result.returncode == 69
+    assert "within 0.3s" in result.stderr and "Traceback" not in result.stderr
+    assert "retrying" not in result.stdout + result.stderr  # one attempt
 
 
 def test_a_given_access_token_is_used_as_is(server: FakeTuyaOpenApi) -> None:

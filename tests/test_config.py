@@ -186,6 +186,39 @@ def test_effective_config_masks_every_secret() -> None:
     assert rendered["handlers"][0]["headers"] == {"Authorization": MASK, "X-Team": "ops"}
 
 
+def test_the_top_level_openapi_section() -> None:
+    assert settings_from_mapping(MINIMAL, {}).openapi_given is False
+    tree = {
+        **MINIMAL,
+        "openapi": {"legacy_signing": True, "timeout": "2s", "rate_limits": {"command": 1}},
+    }
+    settings = settings_from_mapping(tree, {})
+    assert settings.openapi_given is True
+    assert settings.openapi.legacy_signing is True and settings.openapi.timeout == 2.0
+    assert settings.openapi.rate_limits["command"].rate == 1
+    assert settings.openapi.rate_limits["query"].rate == 50  # a class left out keeps its limit
+    rendered = yaml.safe_load(render_effective_config(settings))
+    assert rendered["openapi"]["legacy_signing"] is True
+    assert rendered["openapi"]["rate_limits"]["query"] == {"rate": 50.0, "burst": 1}
+
+
+def test_openapi_section_problems_have_key_paths() -> None:
+    problems = problems_of(
+        {
+            **MINIMAL,
+            "openapi": {"lang": "e n", "rate_limits": {"command": 0}, "legacy": True},
+        }
+    )
+    for path in (
+        "openapi.lang",
+        "openapi.rate_limits.command.rate",
+        "openapi.legacy",
+    ):
+        assert path in problems, (path, sorted(problems))
+    backoff = problems_of({**MINIMAL, "openapi": {"initial_backoff": "10s"}})
+    assert backoff == {"openapi": "initial_backoff must not exceed max_backoff"}
+
+
 def test_example_config_is_valid_and_documents_every_key() -> None:
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     environ = {"TUYA_ACCESS_ID": "exampleid", "TUYA_ACCESS_SECRET": v.ACCESS_SECRET}

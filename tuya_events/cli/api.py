@@ -18,7 +18,7 @@ import orjson
 
 from tuya_events.cli.exits import CONFIG, FAILURE, UNAVAILABLE, USAGE, CliError
 from tuya_events.config import load_settings
-from tuya_events.config.settings import Settings
+from tuya_events.config.settings import OpenApiOptions, Settings
 from tuya_events.tuya.regions import REGIONS
 
 if TYPE_CHECKING:  # the client (aiohttp) is imported when the command runs, not for every command
@@ -42,7 +42,9 @@ def add_parser(
         "needed), or with --dry-run send nothing and print the string-to-sign, every header and "
         "the sign. Credentials come from --access-id/--access-secret, "
         f"${ID_ENV}/${SECRET_ENV}, or the configuration (-c); the URL from --url, --region or "
-        "the configuration. Exit codes: 0 success, 64 usage, 69 Tuya unreachable or busy, "
+        "the configuration; signing, lang, timeout and retries from the configuration's "
+        "openapi: section (--legacy-signing and --lang override it). Exit codes: 0 success, "
+        "64 usage, 69 Tuya unreachable or busy, "
         "78 a configuration problem Tuya reported (1004, 1013, 1106, 2884xxxx), 1 other errors.",
         epilog="example: tuya-events api GET /v1.0/iot-03/devices/DEVICE_ID/status -c "
         "config.yaml; tuya-events api POST /v1.0/iot-03/devices/DEVICE_ID/commands --body "
@@ -74,10 +76,13 @@ def add_parser(
     where.add_argument("--region", choices=sorted(REGIONS), help="the data center")
     parser.add_argument(
         "--legacy-signing",
-        action="store_true",
-        help="the old scheme (client_id [+ access_token] + t), for projects before mid-2021",
+        action=argparse.BooleanOptionalAction,
+        help="the old scheme (client_id [+ access_token] + t), for projects before mid-2021 "
+        "(default: openapi.legacy_signing of the configuration, else off)",
     )
-    parser.add_argument("--lang", default="en", help="the lang header (default: en)")
+    parser.add_argument(
+        "--lang", help="the lang header (default: openapi.lang of the configuration, else en)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -109,6 +114,21 @@ def _base_url(args: argparse.Namespace, settings: Settings | None) -> str | None
     if args.region:
         return REGIONS[args.region].openapi_url
     return settings.tuya.resolved_openapi_url if settings else None
+
+
+def _options(args: argparse.Namespace, settings: Settings | None) -> OpenApiOptions:
+    """The configuration's ``openapi:`` (timeouts, retries, signing, lang), flags on top."""
+    from tuya_events.handlers.action import configured_openapi
+
+    base = configured_openapi(settings) if settings else OpenApiOptions()
+    flags = {"legacy_signing": args.legacy_signing, "lang": args.lang}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return base
+    try:
+        return OpenApiOptions.model_validate({**base.model_dump(), **given})
+    except ValueError:  # pydantic's ValidationError is one; only --lang can be wrong here
+        raise CliError(f"--lang {args.lang!r}: letters, '-' and '_' only", USAGE) from None
 
 
 def _query(items: list[str]) -> list[tuple[str, str]]:
@@ -216,7 +236,7 @@ async def _call(
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuya_events.openapi.client import Credentials, OpenApiClient, OpenApiOptions, ssl_option
+    from tuya_events.openapi.client import Credentials, OpenApiClient, ssl_option
     from tuya_events.openapi.errors import OpenApiError
     from tuya_events.openapi.signing import is_token_call, split_path
 
@@ -225,17 +245,18 @@ def run(args: argparse.Namespace) -> int:
     if args.t is not None and not args.t.isdigit():
         raise CliError("--t is epoch milliseconds (13 digits)", USAGE)
     headers = _signature_headers(args.signature_header)
-    if args.legacy_signing and (args.nonce or headers):
-        raise CliError("the legacy scheme signs no nonce and no Signature-Headers", USAGE)
     query = _query(args.query)
     body = _body(args.body)
     settings = load_settings(args.config) if args.config else None
+    options = _options(args, settings)
+    if options.legacy_signing and (args.nonce or headers):
+        raise CliError(
+            "the legacy scheme (--legacy-signing, or openapi.legacy_signing in the "
+            "configuration) signs no nonce and no Signature-Headers",
+            USAGE,
+        )
     access_id, secret = _credentials(args, settings)
     base_url = _base_url(args, settings)
-    try:
-        options = OpenApiOptions(legacy_signing=args.legacy_signing, lang=args.lang)
-    except ValueError:  # pydantic's ValidationError is one
-        raise CliError(f"--lang {args.lang!r}: letters, '-' and '_' only", USAGE) from None
     client = OpenApiClient(
         Credentials(access_id, secret, base_url or "https://unknown.invalid"),
         options,

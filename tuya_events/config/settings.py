@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from tuya_events.config.types import Duration, ListenAddress
 from tuya_events.tuya.regions import REGIONS, event_topic, subscription_name
@@ -92,6 +92,54 @@ class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class RateLimit(Section):
+    """``rate`` requests per second, ``burst`` at once; a bare number is the rate."""
+
+    rate: float = Field(gt=0, le=100_000)
+    burst: int = Field(default=1, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data: Any) -> Any:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"rate": data}
+        return data
+
+
+def _default_limits() -> dict[str, RateLimit]:
+    # Tuya's per-project limits: device commands 4/s, queries 50/s.
+    return {"command": RateLimit(rate=4), "query": RateLimit(rate=50)}
+
+
+class OpenApiOptions(Section):
+    """How the OpenAPI client talks to Tuya; the credentials and URL come from ``tuya:``.
+
+    Defined here, not in :mod:`tuya_events.openapi`, because it is a section of the file (the
+    top-level ``openapi:``) and the configuration must not import the client.
+    """
+
+    legacy_signing: bool = False
+    lang: str = Field(default="en", pattern=r"^[A-Za-z_-]{1,16}$")
+    timeout: Duration = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_backoff: Duration = 0.2
+    max_backoff: Duration = 5.0
+    refresh_margin: Duration = 60.0
+    rate_limits: dict[Literal["command", "query"], RateLimit] = Field(
+        default_factory=_default_limits
+    )
+    max_connections: int = Field(default=16, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _limits(self) -> OpenApiOptions:
+        """A class left out keeps its default: giving ``command`` must not unlimit ``query``."""
+        merged = {**_default_limits(), **self.rate_limits}
+        object.__setattr__(self, "rate_limits", merged)
+        if self.initial_backoff > self.max_backoff:
+            raise ValueError("initial_backoff must not exceed max_backoff")
+        return self
+
+
 class HandlerSettings(BaseModel):
     """One handler entry: ``type``, optional ``name`` and ``match``, plus the type's own keys."""
 
@@ -118,7 +166,16 @@ class Settings(Section):
     dead_letter: DeadLetterSettings = DeadLetterSettings()
     http: HttpSettings = HttpSettings()
     logging: LoggingSettings = LoggingSettings()
+    # The OpenAPI client's options, for every action handler and ``tuya-events api``: one
+    # client per cloud project, so one place to set them.
+    openapi: OpenApiOptions = OpenApiOptions()
     handlers: list[HandlerSettings] = Field(default_factory=_default_handlers)
 
     def handler_names(self) -> list[str]:
         return [handler.name or handler.type for handler in self.handlers]
+
+    @property
+    def openapi_given(self) -> bool:
+        """Whether the file has a top-level ``openapi:``: only then do handlers' own blocks
+        have to agree with it (files from before it existed keep working)."""
+        return "openapi" in self.model_fields_set

@@ -25,7 +25,7 @@ Options::
     dry_run: false                          # log the calls instead of making them
     command_family: iot-03
     remember: 10000                         # (rule, event) pairs kept for exactly-once
-    openapi: {...}                          # client options, see OpenApiOptions
+    openapi: {...}                          # client options; better the top-level openapi:
 
 Placeholders are described in :mod:`tuya_events.handlers.templating`.
 
@@ -51,6 +51,8 @@ check; 1110/1111 are retried; network errors and HTTP 5xx are retried as outages
 
 Every action handler of one daemon that calls the same cloud project shares one OpenAPI client:
 one token (a second token request would invalidate the first) and one rate limit per project.
+Its options come from the top-level ``openapi:`` section; a handler's own ``openapi:`` (from
+before that section existed) must agree with it and with the other handlers' blocks.
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuya_events.config.errors import ConfigError
+from tuya_events.config.interpolate import key_path
+from tuya_events.config.settings import Settings
 from tuya_events.config.types import Duration
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.templating import (
@@ -223,7 +227,8 @@ class ActionOptions(BaseModel):
     dry_run: bool = False
     command_family: Family = "iot-03"
     remember: int = Field(default=10_000, ge=1)
-    openapi: OpenApiOptions = Field(default_factory=OpenApiOptions)
+    # None: the top-level openapi: section (the recommended place).
+    openapi: OpenApiOptions | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> ActionOptions:
@@ -306,11 +311,15 @@ class _CompiledRule:
 # -- one client per cloud project and daemon --------------------------------------------------
 
 
+TOP_LEVEL = "the top-level openapi: section"
+
+
 @dataclass
 class _SharedClient:
     options: OpenApiOptions
-    explicit: bool
-    owner: str
+    # Where ``options`` were given (TOP_LEVEL, or "handler 'NAME''s openapi:"); None: the
+    # defaults, which the first handler block may still set.
+    source: str | None
     client: OpenApiClient | None = None
     users: int = 0
 
@@ -322,29 +331,61 @@ _SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], _SharedClient]] = 
 
 
 def _share(context: Any, name: str, options: ActionOptions) -> _SharedClient:
-    credentials = Credentials.from_settings(context.settings)
+    """The project's client entry; a handler's own ``openapi:`` must agree with what is set."""
+    settings = context.settings
+    credentials = Credentials.from_settings(settings)
     key = (credentials.base_url.rstrip("/"), credentials.access_id)
     shared = _SHARED.setdefault(context.metrics, {})
-    explicit = "openapi" in options.model_fields_set
     entry = shared.get(key)
     if entry is None:
-        entry = shared[key] = _SharedClient(options.openapi, explicit, name)
-    elif explicit and entry.options != options.openapi:
-        if entry.explicit:
-            names = context.settings.handler_names()
-            where = f"handlers[{names.index(name)}].openapi" if name in names else "openapi"
+        source = TOP_LEVEL if settings.openapi_given else None
+        entry = shared[key] = _SharedClient(settings.openapi, source)
+    given = options.openapi
+    if given is None:
+        return entry
+    if entry.source is None:
+        entry.options, entry.source = given, f"handler {name!r}'s openapi:"
+    elif given != entry.options:
+        raise ConfigError([(_openapi_path(settings, name), _disagreement(entry.source))])
+    return entry
+
+
+def _openapi_path(settings: Settings, name: str) -> str:
+    names = settings.handler_names()
+    return f"handlers[{names.index(name)}].openapi" if name in names else "openapi"
+
+
+def _disagreement(source: str) -> str:
+    if source == TOP_LEVEL:
+        fix = "leave openapi: out of this handler and set the options in the top-level one"
+    else:
+        fix = "set them once in the top-level openapi: section instead of in the handlers"
+    return (
+        f"differs from {source}: action handlers that call the same cloud project share one "
+        f"OpenAPI client (one token, one rate limit); {fix}"
+    )
+
+
+def configured_openapi(settings: Settings) -> OpenApiOptions:
+    """The client options the daemon's action handlers use, for ``tuya-events api``: the
+    top-level ``openapi:``; in a file without one, the first action handler's own block."""
+    if settings.openapi_given:
+        return settings.openapi
+    for index, entry in enumerate(settings.handlers):
+        block = entry.options.get("openapi") if entry.type == "action" else None
+        if block is None:
+            continue
+        try:
+            return OpenApiOptions.model_validate(block)
+        except ValidationError as error:
+            where = ("handlers", index, "openapi")
             raise ConfigError(
                 [
-                    (
-                        where,
-                        f"differs from handler {entry.owner!r}'s: action handlers that call "
-                        "the same cloud project share one OpenAPI client (one token, one rate "
-                        "limit); give openapi: on one of them only, or the same on both",
-                    )
+                    (key_path((*where, *item["loc"])), item["msg"].removeprefix("Value error, "))
+                    for item in error.errors(include_input=False, include_url=False)
                 ]
-            )
-        entry.options, entry.explicit, entry.owner = options.openapi, True, name
-    return entry
+            ) from None
+    return settings.openapi
 
 
 # -- the handler ------------------------------------------------------------------------------

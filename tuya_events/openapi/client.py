@@ -24,15 +24,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from yarl import URL
 
 from tuya_events import __version__
-from tuya_events.config.types import Duration
+from tuya_events.config.settings import OpenApiOptions
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.openapi.errors import SHARED_KEY_HINT, OpenApiError
@@ -54,53 +53,6 @@ COMMAND_PATHS = {
 }
 SUCCESS = "success"
 _ERROR_EXCERPT = 200
-
-
-class RateLimit(BaseModel):
-    """``rate`` requests per second, ``burst`` at once; a bare number is the rate."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rate: float = Field(gt=0, le=100_000)
-    burst: int = Field(default=1, ge=1, le=10_000)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _number(cls, data: Any) -> Any:
-        if isinstance(data, (int, float)) and not isinstance(data, bool):
-            return {"rate": data}
-        return data
-
-
-def _default_limits() -> dict[str, RateLimit]:
-    return {COMMAND: RateLimit(rate=4), QUERY: RateLimit(rate=50)}
-
-
-class OpenApiOptions(BaseModel):
-    """How the client talks to Tuya; the credentials and URL come from ``tuya:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    legacy_signing: bool = False
-    lang: str = Field(default="en", pattern=r"^[A-Za-z_-]{1,16}$")
-    timeout: Duration = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    initial_backoff: Duration = 0.2
-    max_backoff: Duration = 5.0
-    refresh_margin: Duration = 60.0
-    rate_limits: dict[Literal["command", "query"], RateLimit] = Field(
-        default_factory=_default_limits
-    )
-    max_connections: int = Field(default=16, ge=1, le=1000)
-
-    @model_validator(mode="after")
-    def _limits(self) -> OpenApiOptions:
-        """A class left out keeps its default: giving ``command`` must not unlimit ``query``."""
-        merged = {**_default_limits(), **self.rate_limits}
-        object.__setattr__(self, "rate_limits", merged)
-        if self.initial_backoff > self.max_backoff:
-            raise ValueError("initial_backoff must not exceed max_backoff")
-        return self
 
 
 @dataclass(frozen=True)
