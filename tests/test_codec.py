@@ -179,7 +179,14 @@ def test_envelope_sign_fast_path_equals_the_general_formula() -> None:
     env = {"data": "abc", "protocol": 4, "pv": "2.0", "t": 1622449865300, "sign": "x"}
     general = hashlib.md5(b"data=abc||protocol=4||pv=2.0||t=1622449865300||secret").hexdigest()
     assert envelope_sign(env, "secret") == general
-    # Not the usual shape: the general code (here: a string protocol, an empty pv).
+    # Not the usual shape: the general code (a string protocol, an empty pv, a bool, no sign).
     assert envelope_sign({**env, "protocol": "4"}, "secret") == general
     no_pv = hashlib.md5(b"data=abc||protocol=4||t=1622449865300||secret").hexdigest()
     assert envelope_sign({**env, "pv": ""}, "secret") == no_pv
+    as_bool = hashlib.md5(b"data=abc||protocol=true||pv=2.0||t=1622449865300||secret").hexdigest()
+    assert envelope_sign({**env, "protocol": True}, "secret") == as_bool
+    other = {"data": "abc", "protocol": 4, "pv": "2.0", "t": 1622449865300, "extra": 1}
+    with_extra = hashlib.md5(
+        b"data=abc||extra=1||protocol=4||pv=2.0||t=1622449865300||secret"
+    ).hexdigest()
+    assert envelope_sign(other, "secret") == with_extra
