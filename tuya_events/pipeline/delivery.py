@@ -12,7 +12,8 @@ class Delivery:
     """One received message as it came off the wire: still encrypted, with its metadata.
 
     ``handle`` is the transport's own object, needed to acknowledge (a ``pulsar.Message``);
-    ``dead_letter_id`` is set when the message is being replayed from the dead-letter store.
+    ``dead_letter_id`` is set when the message is being replayed from the dead-letter store;
+    ``finished`` is set by a transport that acknowledges finished messages later, in order.
     """
 
     body: bytes
@@ -25,6 +26,7 @@ class Delivery:
     key: str | None = None
     handle: Any = field(default=None, repr=False)
     dead_letter_id: int | None = None
+    finished: bool = False
 
 
 @dataclass(slots=True)

@@ -5,7 +5,8 @@ Rules this module keeps:
   written durably to the dead-letter store. Nothing else calls ``acknowledge``.
 - Messages of one device are handled one after another, in arrival order; different devices run
   concurrently, up to ``max_in_flight`` messages in all.
-- Only individual acknowledgements: never a cumulative ack past an unfinished message.
+- Each finished message is reported to the transport once; the Pulsar source turns those into
+  cumulative acks of each partition's finished prefix, never past an unfinished message.
 """
 
 from __future__ import annotations

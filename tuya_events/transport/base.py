@@ -8,7 +8,8 @@ from tuya_events.pipeline.delivery import Delivery
 
 
 class Source(Protocol):
-    """Yields batches of received messages and acknowledges them individually."""
+    """Yields batches of received messages and acknowledges each one once it is finished
+    (at once, or later in arrival order: never a message that has not finished)."""
 
     async def start(self) -> None: ...
 

@@ -2,7 +2,8 @@
 
 The C++ client does the I/O on its own threads; ``batch_receive`` runs on one worker thread of
 ours, so the event loop gets messages a batch at a time (one thread hop per batch, not per
-message). Failover subscription: per partition one active consumer, others hot standbys.
+message). Failover subscription: per partition one active consumer, others hot standbys, and
+partitions arrive in order, so finished prefixes can be acknowledged cumulatively (``acks``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pulsar
 from tuya_events.config.settings import Settings
 from tuya_events.observability.logging import get_logger, pulsar_client_logger
 from tuya_events.pipeline.delivery import Delivery
+from tuya_events.transport.acks import PrefixAcks
 from tuya_events.tuya.auth import auth_failure_hint, pulsar_authentication
 
 log = get_logger("tuya_events.transport.pulsar")
@@ -71,6 +73,14 @@ class PulsarSource:
         self._consumer: pulsar.Consumer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulsar-receive")
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._prefix_acks: PrefixAcks | None = None
+        if settings.consumer.acknowledgement == "cumulative":
+            self._prefix_acks = PrefixAcks(
+                self._acknowledge_cumulative,
+                self._acknowledge_one,
+                max_waiting=settings.consumer.max_in_flight,
+            )
 
     def _client_options(self) -> dict:
         tuya, tls = self.settings.tuya, self.settings.tls
@@ -111,8 +121,9 @@ class PulsarSource:
             log.warning(
                 "TLS certificate verification is OFF (tls.insecure): do not use in production"
             )
+        self._loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+            await self._loop.run_in_executor(self._executor, self._connect)
         except pulsar.PulsarException as exc:
             await self.close()
             raise SourceUnavailable(self._explain(exc)) from exc
@@ -174,22 +185,53 @@ class PulsarSource:
             return []
         loop = asyncio.get_running_loop()
         messages = await loop.run_in_executor(self._executor, consumer.batch_receive)
-        return _to_deliveries(messages) if messages else []
+        if not messages:
+            return []
+        deliveries = _to_deliveries(messages)
+        prefix_acks = self._prefix_acks
+        if prefix_acks is not None:
+            for delivery in deliveries:
+                prefix_acks.received(delivery)
+        return deliveries
 
     def acknowledge(self, delivery: Delivery) -> None:
+        """Called once per finished message; with cumulative acks, sent at the end of the turn."""
+        prefix_acks = self._prefix_acks
+        if prefix_acks is None:
+            self._acknowledge_one(delivery.handle)
+        elif prefix_acks.finished(delivery) and self._loop is not None:
+            self._loop.call_soon(prefix_acks.flush)
+
+    def _acknowledge_one(self, message: pulsar.Message) -> None:
         if self._consumer is None:
             return
         try:
-            self._consumer.acknowledge(delivery.handle)
+            self._consumer.acknowledge(message)
         except pulsar.PulsarException as exc:
             # Not lost: the broker redelivers it, and the dedupe cache skips finished handlers.
-            log.warning("acknowledgement failed", message_id=delivery.message_id, error=str(exc))
+            log.warning(
+                "acknowledgement failed", message_id=str(message.message_id()), error=str(exc)
+            )
+
+    def _acknowledge_cumulative(self, message: pulsar.Message) -> None:
+        if self._consumer is None:
+            return
+        try:
+            self._consumer.acknowledge_cumulative(message)
+        except pulsar.PulsarException as exc:
+            log.warning(
+                "cumulative acknowledgement failed; the broker will redeliver",
+                up_to_message_id=str(message.message_id()),
+                error=str(exc),
+            )
 
     def connected(self) -> bool:
         return self._consumer is not None and self._consumer.is_connected()
 
     async def close(self) -> None:
         """Idempotent: a failed start closes, and the daemon closes again on its way out."""
+        if self._prefix_acks is not None and not self._closed:
+            self._prefix_acks.flush_all()  # finished messages must not come back after a stop
         consumer, client = self._consumer, self._client
         self._consumer = self._client = None
         if self._closed:
