@@ -110,6 +110,77 @@ def test_end_to_end_each_message_handled_once_in_order_and_acked(
     wait_for_backlog_zero(pulsar_broker, tuya_tenant)
 
 
+def test_individual_acknowledgements_end_to_end(
+    pulsar_broker: PulsarBroker,
+    tuya_tenant: TuyaTenant,
+    tuya_publisher: TuyaPublisher,
+    daemons: list[DaemonProcess],
+    tmp_path: Path,
+) -> None:
+    records = tmp_path / "handled.jsonl"
+    daemon = start_daemon(
+        daemons, tmp_path, tuya_tenant, "one-by-one", consumer={"acknowledgement": "individual"}
+    )
+    stream = interleaved_stream(messages=600, devices=30)
+    tuya_publisher.publish_all(stream)
+    wait_for(lambda: unique_handled(records) == len(stream), 120, "every message handled", daemon)
+    wait_for_backlog_zero(pulsar_broker, tuya_tenant)
+    assert daemon.stop() == 0, daemon.log_tail()
+    assert ledger_of(records, stream).perfect
+
+
+def test_a_stuck_device_holds_back_only_its_own_messages(
+    pulsar_broker: PulsarBroker,
+    tuya_tenant: TuyaTenant,
+    tuya_publisher: TuyaPublisher,
+    daemons: list[DaemonProcess],
+    tmp_path: Path,
+) -> None:
+    """Cumulative acks never pass an unfinished message, and do not keep finished ones waiting.
+
+    One device's handler is down (retrying for an hour); the others' messages share its
+    partitions. Once those are acknowledged, the backlog must be exactly the stuck device's
+    messages; a SIGKILL then loses nothing and brings nothing else back.
+    """
+    records = tmp_path / "handled.jsonl"
+    stream = interleaved_stream(messages=1500, devices=30)
+    stuck = stream[0].device_id
+    stuck_count = sum(1 for item in stream if item.device_id == stuck)
+    subscribe_ahead(pulsar_broker, tuya_tenant)
+    first = start_daemon(
+        daemons,
+        tmp_path,
+        tuya_tenant,
+        "stuck",
+        recorder={"fail_devices": [stuck], "fail_mode": "infrastructure"},
+    )
+    tuya_publisher.publish_all(stream)
+    wait_for(
+        lambda: unique_handled(records) == len(stream) - stuck_count,
+        120,
+        "every other device handled",
+        first,
+    )
+    wait_for(
+        lambda: (
+            pulsar_broker.admin.backlog(tuya_tenant.topic(), tuya_tenant.subscription)
+            == stuck_count
+        ),
+        30,
+        f"the backlog to be the stuck device's {stuck_count} messages",
+        first,
+    )
+    first.kill()
+    second = start_daemon(daemons, tmp_path, tuya_tenant, "recovered")
+    wait_for(
+        lambda: unique_handled(records) == len(stream), 120, "the stuck device's messages", second
+    )
+    wait_for_backlog_zero(pulsar_broker, tuya_tenant)
+    report = ledger_of(records, stream)
+    assert (report.lost, report.duplicated, report.out_of_order) == (0, 0, 0), report
+    assert second.stop() == 0
+
+
 def test_failing_handler_and_poison_messages_are_dead_lettered_then_acked(
     pulsar_broker: PulsarBroker,
     tuya_tenant: TuyaTenant,

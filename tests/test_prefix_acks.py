@@ -105,6 +105,19 @@ def test_a_message_held_back_too_long_lets_those_behind_it_go_individually() -> 
     assert r.acks.waiting() == 0
 
 
+def test_held_back_messages_go_when_nothing_else_finishes_on_their_partition() -> None:
+    r = Recorder(max_wait=1.0)
+    d = r.receive(0, 3)
+    r.finish(d[1], d[2])
+    r.acks.flush()
+    r.acks.release_held_back()
+    assert r.sent == []  # not a second yet
+    r.now = 1.0
+    r.acks.release_held_back()
+    assert sorted(r.sent) == [("individual", 0, 1), ("individual", 0, 2)]
+    assert r.acks.waiting() == 1
+
+
 def test_a_new_head_restarts_the_clock() -> None:
     r = Recorder(max_wait=1.0)
     d = r.receive(0, 4)

@@ -15,7 +15,8 @@ each message). Three bounds keep the waiting small:
 - when the same unfinished message has held a partition back for ``max_wait`` seconds (a handler
   retrying through an outage), or more than ``max_waiting`` messages wait behind it, the
   finished ones are acknowledged individually and dropped, so a crash then redelivers little
-  more than what was unfinished;
+  more than what was unfinished (the owner calls :meth:`release_held_back` periodically, for
+  partitions where nothing else finishes);
 - on close, every finished message is acknowledged, so a stop leaves only unfinished messages for
   redelivery.
 """
@@ -100,6 +101,12 @@ class PrefixAcks:
             self._blocked[partition] = (head, self._clock())
         elif len(queue) > self.max_waiting or self._clock() - blocked[1] >= self.max_wait:
             self._acknowledge_waiting(queue)
+
+    def release_held_back(self) -> None:
+        """Called periodically: a partition where nothing else finishes gets checked too."""
+        if self._blocked:
+            self._dirty.update(self._blocked)
+            self.flush()
 
     def flush_all(self) -> None:
         """On close: the prefixes, then every finished message behind an unfinished one."""

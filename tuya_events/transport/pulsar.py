@@ -75,6 +75,7 @@ class PulsarSource:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._prefix_acks: PrefixAcks | None = None
+        self._releaser: asyncio.Task[None] | None = None
         if settings.consumer.acknowledgement == "cumulative":
             self._prefix_acks = PrefixAcks(
                 self._acknowledge_cumulative,
@@ -130,6 +131,16 @@ class PulsarSource:
         log.info(
             "subscribed", url=url, topic=tuya.topic, subscription=tuya.subscription, type="Failover"
         )
+        if self._prefix_acks is not None:
+            self._releaser = self._loop.create_task(self._release_held_back())
+
+    async def _release_held_back(self) -> None:
+        """Finished messages behind a slow one are acknowledged within about a second."""
+        prefix_acks = self._prefix_acks
+        assert prefix_acks is not None
+        while True:
+            await asyncio.sleep(prefix_acks.max_wait / 2)
+            prefix_acks.release_held_back()
 
     def _explain(self, exc: Exception) -> str:
         """Why subscribing failed, in terms of what the user can check.
@@ -230,6 +241,9 @@ class PulsarSource:
 
     async def close(self) -> None:
         """Idempotent: a failed start closes, and the daemon closes again on its way out."""
+        if self._releaser is not None:
+            self._releaser.cancel()
+            self._releaser = None
         if self._prefix_acks is not None and not self._closed:
             self._prefix_acks.flush_all()  # finished messages must not come back after a stop
         consumer, client = self._consumer, self._client
