@@ -452,64 +452,32 @@ def _no_metrics() -> None:
     metrics_module.Metrics.acked = nothing  # type: ignore[method-assign]
 
 
-def _direct_pulsar() -> None:
-    """Use the C++ binding's message objects (``_pulsar.Message``) without the Python wrappers.
+def _individual_acks() -> None:
+    """``consumer.acknowledgement: individual``: one acknowledge call per message (a setting)."""
+    original = PulsarSource.__init__
 
-    ``pulsar.Consumer.batch_receive`` wraps each message in a ``pulsar.Message`` on the receive
-    thread, and every accessor then goes through one more Python call; ``_pulsar.Message`` has
-    the same accessors, so ``_to_delivery`` is unchanged. Acknowledging skips two isinstance
-    checks. (It relies on the private ``Consumer._consumer``.)
-    """
+    def init(self: PulsarSource, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._prefix_acks = None
 
-    async def receive_batch(self: PulsarSource) -> list[Delivery]:
-        consumer = self._consumer
-        if consumer is None:
-            return []
-        loop = asyncio.get_running_loop()
-        messages = await loop.run_in_executor(self._executor, consumer._consumer.batch_receive)
-        return transport._to_deliveries(messages) if messages else []
-
-    def acknowledge(self: PulsarSource, delivery: Delivery) -> None:
-        if self._consumer is None:
-            return
-        with contextlib.suppress(pulsar.PulsarException):  # the original logs; rare
-            self._consumer._consumer.acknowledge(delivery.handle)
-
-    PulsarSource.receive_batch = receive_batch  # type: ignore[method-assign]
-    PulsarSource.acknowledge = acknowledge  # type: ignore[method-assign]
-
-
-def _convert_in_thread() -> None:
-    """Build the Deliveries on the receive thread instead of on the event loop."""
-
-    def receive_and_convert(consumer: pulsar.Consumer) -> list[Delivery]:
-        messages = consumer.batch_receive()
-        return transport._to_deliveries(messages) if messages else []
-
-    async def receive_batch(self: PulsarSource) -> list[Delivery]:
-        consumer = self._consumer
-        if consumer is None:
-            return []
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, receive_and_convert, consumer)
-
-    PulsarSource.receive_batch = receive_batch  # type: ignore[method-assign]
+    PulsarSource.__init__ = init  # type: ignore[method-assign]
 
 
 EXPERIMENTS: dict[str, Experiment] = {
+    "individual-acks": Experiment(
+        "consumer.acknowledgement: individual (one ack per message; config, not code)",
+        _individual_acks,
+    ),
     "sign-off": Experiment(
         "sign_check: off instead of the default log (no MD5 per message; config, not code)",
         _sign_off,
     ),
     "no-metrics": Experiment("no per-message metrics (upper bound, not a proposal)", _no_metrics),
-    "direct-pulsar": Experiment(
-        "_pulsar.Message objects, no pulsar.Message wrappers", _direct_pulsar
-    ),
-    "convert-in-thread": Experiment("_to_deliveries on the receive thread", _convert_in_thread),
 }
 # cpp-logger, fast-sign, gc-freeze, lean-handle and lean-metrics were measured here and are now
-# in the daemon (benchmarks/README.md, "After the changes"); their prototypes are gone.
-PROPOSALS = ("direct-pulsar",)
+# in the daemon (benchmarks/README.md, "After the changes"); their prototypes are gone, as are
+# the rejected direct-pulsar and convert-in-thread. New proposals go here.
+PROPOSALS: tuple[str, ...] = ()
 
 
 # --- micro: the changed pieces alone, before and after, in one process --------------------------
@@ -532,6 +500,22 @@ def compare(
     return best[0] / calls * 1e6, best[1] / calls * 1e6
 
 
+def _eager_delivery(message: pulsar.Message) -> Delivery:
+    """How deliveries were built before PulsarDelivery: all nine accessors for every message."""
+    message_id = message.message_id()
+    return Delivery(
+        body=message.data(),
+        properties=message.properties(),
+        message_id=str(message_id),
+        topic=message.topic_name(),
+        partition=message_id.partition(),
+        publish_time_ms=message.publish_timestamp(),
+        redelivery_count=message.redelivery_count(),
+        key=message.partition_key() or None,
+        handle=message,
+    )
+
+
 def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
     """us per message of each proposal's piece, original against patched, on the same messages."""
     from tests.pulsar.traffic import interleaved_stream
@@ -551,17 +535,16 @@ def run_micro(spec: WorkerSpec) -> dict[str, tuple[float, float]]:
             builder.property(key, value)
         builder.partition_key(f"device-{index % 200}")
         messages.append(builder.build())
-    wrapped = []
+    wrapped = []  # what pulsar.Consumer.batch_receive returns
     for message in messages:
         wrapper = pulsar.Message()
         wrapper._message = message
         wrapped.append(wrapper)
-    out["direct-pulsar: _to_delivery"] = compare(
+    out["Delivery per message: every field at once (before) / PulsarDelivery"] = compare(
         n,
-        lambda: transport._to_deliveries(wrapped),
-        lambda: transport._to_deliveries(messages),
+        lambda: [_eager_delivery(message) for message in wrapped],
+        lambda: [transport.PulsarDelivery(message) for message in wrapped],
     )
-
     return out
 
 
@@ -886,7 +869,7 @@ PROFILE_ROWS: tuple[tuple[str, str, str], ...] = (
     # label, file suffix, function: cumulative time of these (they nest; the tree is shown).
     ("receive loop (Daemon._receive_until_stopped)", "daemon.py", "_receive_until_stopped"),
     ("  PulsarSource.receive_batch", "transport/pulsar.py", "receive_batch"),
-    ("    _to_deliveries (batch conversion)", "transport/pulsar.py", "_to_deliveries"),
+    ("    PulsarDelivery (batch conversion)", "transport/pulsar.py", "__init__"),
     ("    run_in_executor (thread hop, loop side)", "asyncio/base_events.py", "run_in_executor"),
     ("  Pipeline.submit", "pipeline/pipeline.py", "submit"),
     ("    TuyaCodec.decode", "tuya/codec.py", "decode"),
@@ -1035,7 +1018,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     runs.append((DAEMON, []))
     if "all" in args.experiment:
         runs += [(DAEMON, [name]) for name in EXPERIMENTS]
-        runs.append((DAEMON, list(PROPOSALS)))
+        if PROPOSALS:
+            runs.append((DAEMON, list(PROPOSALS)))
     runs += [(DAEMON, [name]) for name in dict.fromkeys(args.experiment) if name != "all"]
     unique = dict.fromkeys((kind, tuple(names)) for kind, names in runs)
     return [(kind, list(names)) for kind, names in unique]

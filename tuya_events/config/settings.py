@@ -65,9 +65,9 @@ class ConsumerSettings(Section):
     shutdown_timeout: Duration = 30.0
     operation_timeout: Duration = 30.0
     dedupe_cache_size: int = Field(default=100_000, ge=0)
-    # cumulative: one ack per partition for its finished prefix (never past an unfinished
-    # message); individual: one ack per message, for brokers that refuse cumulative acks.
-    acknowledgement: Literal["cumulative", "individual"] = "cumulative"
+    # individual: one ack per message. cumulative: one ack per partition for its finished prefix
+    # (never past an unfinished message); faster, but see README "Acknowledgements".
+    acknowledgement: Literal["individual", "cumulative"] = "individual"
 
 
 class RetrySettings(Section):

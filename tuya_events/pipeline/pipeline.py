@@ -223,12 +223,10 @@ class Pipeline:
 
     async def _handle(self, delivery: Delivery, event: Event, only_handler: str | None) -> None:
         recent = self.recent
-        data_key = f"data:{event.data_id}" if event.data_id else None
-        done = recent.succeeded(delivery.message_id)
-        if data_key is not None:
-            by_data_id = recent.succeeded(data_key)
-            if by_data_id:
-                done = done | by_data_id
+        # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
+        # resend); the Pulsar message id stands in for events without one.
+        dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
+        done = recent.succeeded(dedupe_key)
         dead_lettered = False
         for route in self.routes:
             name = route.name
@@ -248,9 +246,7 @@ class Pipeline:
         # Without a filter every route ran, was settled before, or did not match: the one shared
         # set of all names is exact, and no set is built per message.
         names = self._all_names if only_handler is None else done | {only_handler}
-        recent.remember(delivery.message_id, names)
-        if data_key is not None:
-            recent.remember(data_key, names)
+        recent.remember(dedupe_key, names)
         self._ack(delivery, dead_lettered)
 
     async def _run_handler(

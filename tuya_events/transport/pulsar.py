@@ -45,23 +45,44 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _to_delivery(message: pulsar.Message) -> Delivery:
-    message_id = message.message_id()
-    return Delivery(
-        body=message.data(),
-        properties=message.properties(),
-        message_id=str(message_id),
-        topic=message.topic_name(),
-        partition=message_id.partition(),
-        publish_time_ms=message.publish_timestamp(),
-        redelivery_count=message.redelivery_count(),
-        key=message.partition_key() or None,
-        handle=message,
-    )
+class PulsarDelivery(Delivery):
+    """A :class:`Delivery` that reads its rarely needed fields from the message when first asked.
 
+    Every message needs its body, properties, partition and publish time; the message id as
+    text, the topic, the redelivery count and the partition key are read only for dead letters,
+    logs and some handlers. Each accessor of pulsar-client costs 0.3-1 us, so building all of
+    them eagerly cost 6 us per message, as much as decrypting it.
+    """
 
-def _to_deliveries(messages: list[pulsar.Message]) -> list[Delivery]:
-    return [_to_delivery(message) for message in messages]
+    __slots__ = ("_message_id",)
+
+    def __init__(self, message: pulsar.Message) -> None:  # the dataclass __init__ is not used
+        self.handle = message
+        self.body = message.data()
+        self.properties = message.properties()
+        self.partition = message.message_id().partition()
+        self.publish_time_ms = message.publish_timestamp()
+        self.dead_letter_id = None
+        self.finished = False
+        self._message_id: str | None = None
+
+    @property  # type: ignore[override]
+    def message_id(self) -> str:
+        if self._message_id is None:
+            self._message_id = str(self.handle.message_id())
+        return self._message_id
+
+    @property  # type: ignore[override]
+    def topic(self) -> str:
+        return self.handle.topic_name()
+
+    @property  # type: ignore[override]
+    def redelivery_count(self) -> int:
+        return self.handle.redelivery_count()
+
+    @property  # type: ignore[override]
+    def key(self) -> str | None:
+        return self.handle.partition_key() or None
 
 
 class PulsarSource:
@@ -198,7 +219,7 @@ class PulsarSource:
         messages = await loop.run_in_executor(self._executor, consumer.batch_receive)
         if not messages:
             return []
-        deliveries = _to_deliveries(messages)
+        deliveries = [PulsarDelivery(message) for message in messages]
         prefix_acks = self._prefix_acks
         if prefix_acks is not None:
             for delivery in deliveries:
