@@ -71,6 +71,7 @@ from tuya_events.observability.logging import configure_logging  # noqa: E402
 from tuya_events.pipeline.delivery import Delivery  # noqa: E402
 from tuya_events.pipeline.pipeline import Pipeline, Route  # noqa: E402
 from tuya_events.transport import pulsar as transport  # noqa: E402
+from tuya_events.transport.acks import PrefixAcks  # noqa: E402
 from tuya_events.transport.pulsar import PulsarSource  # noqa: E402
 from tuya_events.tuya.auth import pulsar_authentication  # noqa: E402
 from tuya_events.tuya.codec import TuyaCodec  # noqa: E402
@@ -452,21 +453,25 @@ def _no_metrics() -> None:
     metrics_module.Metrics.acked = nothing  # type: ignore[method-assign]
 
 
-def _individual_acks() -> None:
-    """``consumer.acknowledgement: individual``: one acknowledge call per message (a setting)."""
+def _cumulative_acks() -> None:
+    """``consumer.acknowledgement: cumulative``: one ack per partition and turn (a setting)."""
     original = PulsarSource.__init__
 
     def init(self: PulsarSource, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self._prefix_acks = None
+        self._prefix_acks = PrefixAcks(
+            self._acknowledge_cumulative,
+            self._acknowledge_one,
+            max_waiting=self.settings.consumer.max_in_flight,
+        )
 
     PulsarSource.__init__ = init  # type: ignore[method-assign]
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "individual-acks": Experiment(
-        "consumer.acknowledgement: individual (one ack per message; config, not code)",
-        _individual_acks,
+    "cumulative-acks": Experiment(
+        "consumer.acknowledgement: cumulative (one ack per partition and turn; config, not code)",
+        _cumulative_acks,
     ),
     "sign-off": Experiment(
         "sign_check: off instead of the default log (no MD5 per message; config, not code)",
@@ -476,7 +481,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 # cpp-logger, fast-sign, gc-freeze, lean-handle and lean-metrics were measured here and are now
 # in the daemon (benchmarks/README.md, "After the changes"); their prototypes are gone, as are
-# the rejected direct-pulsar and convert-in-thread. New proposals go here.
+# the rejected direct-pulsar, convert-in-thread and drain-on-loop. New proposals go here.
 PROPOSALS: tuple[str, ...] = ()
 
 
