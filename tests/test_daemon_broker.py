@@ -86,15 +86,19 @@ def start_daemon(
     return daemon
 
 
+@pytest.mark.parametrize("acknowledgement", ["individual", "cumulative"])
 def test_end_to_end_each_message_handled_once_in_order_and_acked(
     pulsar_broker: PulsarBroker,
     tuya_tenant: TuyaTenant,
     tuya_publisher: TuyaPublisher,
     daemons: list[DaemonProcess],
     tmp_path: Path,
+    acknowledgement: str,
 ) -> None:
     records = tmp_path / "handled.jsonl"
-    daemon = start_daemon(daemons, tmp_path, tuya_tenant, "solo")
+    daemon = start_daemon(
+        daemons, tmp_path, tuya_tenant, "solo", consumer={"acknowledgement": acknowledgement}
+    )
     stream = interleaved_stream(messages=2000, devices=60)
     tuya_publisher.publish_all(stream)
     wait_for(lambda: unique_handled(records) == len(stream), 120, "every message handled", daemon)
@@ -111,23 +115,6 @@ def test_end_to_end_each_message_handled_once_in_order_and_acked(
 
 
 CUMULATIVE = {"acknowledgement": "cumulative"}
-
-
-def test_cumulative_acknowledgements_end_to_end(
-    pulsar_broker: PulsarBroker,
-    tuya_tenant: TuyaTenant,
-    tuya_publisher: TuyaPublisher,
-    daemons: list[DaemonProcess],
-    tmp_path: Path,
-) -> None:
-    records = tmp_path / "handled.jsonl"
-    daemon = start_daemon(daemons, tmp_path, tuya_tenant, "prefixes", consumer=CUMULATIVE)
-    stream = interleaved_stream(messages=600, devices=30)
-    tuya_publisher.publish_all(stream)
-    wait_for(lambda: unique_handled(records) == len(stream), 120, "every message handled", daemon)
-    wait_for_backlog_zero(pulsar_broker, tuya_tenant)
-    assert daemon.stop() == 0, daemon.log_tail()
-    assert ledger_of(records, stream).perfect
 
 
 def test_a_stuck_device_holds_back_only_its_own_messages(
