@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,8 +32,12 @@ from Crypto.Cipher import AES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, TuyaEncoder
-from tuya_events.tuya.crypto import aes_key
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for benchmarks.machine
+
+from benchmarks.machine import cpu_model  # noqa: E402
+from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, TuyaEncoder  # noqa: E402
+from tuya_events.tuya.crypto import aes_key  # noqa: E402
 
 ACCESS_ID = "p8kq3mxv7wd2hn5rj4ta"
 ACCESS_SECRET = "c1f4e7a2yesttesttesttest9b3d6e0f"
@@ -302,17 +307,6 @@ def check_same_documents(pool: Pool, codec: TuyaCodec, baseline: PycryptodomeDec
 # --- reporting ------------------------------------------------------------------------------
 
 Row = tuple[str, str, Case, str]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def openssl_version() -> str:

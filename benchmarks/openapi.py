@@ -26,21 +26,19 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.pipeline_support and tests.fake_tuya_openapi
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from tests import vectors as v  # noqa: E402
 from tests.pipeline_support import ENCODER, Harness, wait_until  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
@@ -263,21 +261,6 @@ def describe(values: list[float]) -> str:
     )
 
 
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-        f"aiohttp {version('aiohttp')}, load average {os.getloadavg()[0]:.2f}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sign-n", type=int, default=20_000, help="calls per timed pass")
@@ -286,7 +269,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=40, help="events at once")
     args = parser.parse_args()
     configure_logging("warning", "console")
-    print(machine(), "\n")
+    print(describe_machine("aiohttp"), "\n")
 
     print("| signing | median us/call | fastest |")
     print("|---|---:|---:|")

@@ -40,7 +40,6 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import signal
 import statistics
@@ -52,16 +51,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.pulsar and benchmarks.decode
+sys.path.insert(0, str(ROOT))  # for tests.pulsar and benchmarks.machine
 
 import _pulsar  # noqa: E402
 import pulsar  # noqa: E402
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
 from tuya_events.daemon import Daemon  # noqa: E402
 from tuya_events.deadletter.store import DeadLetterStore  # noqa: E402
@@ -944,20 +943,6 @@ def print_profile(path: str, result: WorkerResult, plain: list[WorkerResult]) ->
     stats.sort_stats("tottime").print_stats(15)
 
 
-def describe_machine() -> str:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-        f"pulsar-client {version('pulsar-client')}, load average {os.getloadavg()[0]:.2f} "
-        "(the broker JVM runs on the same CPUs)"
-    )
-
-
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -1108,7 +1093,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.pulsar.build import prepare
 
     configure_logging("warning", "console")
-    print(describe_machine(), flush=True)
+    print(
+        describe_machine("pulsar-client", note=" (the broker JVM runs on the same CPUs)"),
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     broker = PulsarBroker(prepare(log_to_stderr), log=log_to_stderr)
     try:

@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
-import platform
 import pstats
 import subprocess
 import sys
@@ -26,7 +24,6 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +32,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.pipeline_support and tests.webhook_receiver
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from tests.pipeline_support import ENCODER, Harness, make_settings, wait_until  # noqa: E402
 from tuya_events.handlers.webhook import WebhookHandler, WebhookOptions  # noqa: E402
 from tuya_events.handlers.webhook_signing import signed_headers, signing_key  # noqa: E402
@@ -212,21 +210,6 @@ async def baseline(level: int, requests: int) -> float:
         receiver.close()
 
 
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-        f"aiohttp {version('aiohttp')}, load average {os.getloadavg()[0]:.2f}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="ideal duration per level")
@@ -237,7 +220,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     configure_logging("warning", "console")  # retries or dead letters would show; nothing else
-    print(machine())
+    print(describe_machine("aiohttp"))
     print(f"receiver answers after {ANSWER_DELAY * 1000:.0f} ms; requests signed; GCM messages\n")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
