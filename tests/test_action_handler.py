@@ -139,6 +139,13 @@ async def settled(h: Harness, published: int) -> None:
     )
 
 
+async def one_door_opening(h: Harness) -> list[Any]:
+    """Publish one door opening, wait until it is settled, return the dead letters."""
+    h.source.publish(*door("door-1", 1), key="door-1")
+    await settled(h, 1)
+    return h.store.list()
+
+
 # -- the action --------------------------------------------------------------------------------
 
 
@@ -311,12 +318,7 @@ def test_a_retry_after_a_partial_failure_sends_only_the_calls_that_failed(
     settings, handlers = build(tmp_path, server, [options])
     server.answer(1111, times=1, path=PUSH_PATH)
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    assert run(settings, handlers, scenario) == []
+    assert run(settings, handlers, one_door_opening) == []
     assert len(server.commands()) == 1
     assert [r.code for r in server.requests(PUSH_PATH)] == [1111, None]
 
@@ -420,12 +422,7 @@ def test_a_retried_event_is_not_suppressed_by_its_own_debounce_or_cooldown(
     settings, handlers = build(tmp_path, server, [options])
     server.answer(1111, times=2, path="/commands")
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    assert run(settings, handlers, scenario) == []
+    assert run(settings, handlers, one_door_opening) == []
     assert [r.code for r in server.requests("/commands")] == [1111, 1111, None]
 
 
@@ -438,12 +435,7 @@ def test_permission_deny_is_dead_lettered_at_once_with_what_to_check(
     server.linked_devices = {"light-2"}  # light-1 is not linked to the cloud project
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON)])
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    [record] = run(settings, handlers, scenario)
+    [record] = run(settings, handlers, one_door_opening)
     assert record.reason == "openapi_1106" and record.attempts == 1
     assert "hall-light" in record.message and "Link App Account" in record.message
     assert len(server.requests("/commands")) == 1
@@ -455,12 +447,7 @@ def test_a_wrong_secret_is_dead_lettered_with_the_signing_hint(
     server.access_secret = "another-secret-the-project-has-now"
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON)])
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    [record] = run(settings, handlers, scenario)
+    [record] = run(settings, handlers, one_door_opening)
     assert record.reason == "openapi_1004" and record.attempts == 1
     assert "access_secret" in record.message and "region" in record.message
     assert v.ACCESS_SECRET not in record.message
@@ -492,12 +479,7 @@ def test_a_placeholder_the_event_lacks_is_dead_lettered_with_its_name(
     }
     settings, handlers = build(tmp_path, server, [action(rule)])
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    [record] = run(settings, handlers, scenario)
+    [record] = run(settings, handlers, one_door_opening)
     assert record.reason == "template" and "{status.va_temperature}" in record.message
     assert server.received == []
 
@@ -527,12 +509,7 @@ def test_dry_run_logs_the_call_and_sends_nothing(
 ) -> None:
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON, dry_run=True)])
 
-    async def scenario(h: Harness) -> list[Any]:
-        h.source.publish(*door("door-1", 1), key="door-1")
-        await settled(h, 1)
-        return h.store.list()
-
-    assert run(settings, handlers, scenario) == []
+    assert run(settings, handlers, one_door_opening) == []
     assert server.received == []
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     [dry] = [line for line in lines if line["event"] == "action (dry run): would call"]
