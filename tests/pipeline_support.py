@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,17 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> No
 class Harness:
     """A daemon on a memory source, started in the current event loop."""
 
-    def __init__(self, settings: Settings, handlers: list[BaseHandler], batch_size: int = 500):
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: Sequence[BaseHandler | Route],
+        batch_size: int = 500,
+    ):
         self.settings = settings
         self.source = MemorySource(poll_interval=0.02, batch_size=batch_size)
         self.store = DeadLetterStore(settings.dead_letter.path).open()
-        self.daemon = Daemon(settings, self.source, [Route(h) for h in handlers], self.store)
+        routes = [h if isinstance(h, Route) else Route(h) for h in handlers]
+        self.daemon = Daemon(settings, self.source, routes, self.store)
         self.task: asyncio.Task[int] | None = None
 
     async def __aenter__(self) -> Harness:

@@ -318,3 +318,51 @@ def test_an_outage_is_logged_once_not_once_per_message(tmp_path: Path) -> None:
     retries = [entry for entry in logs if entry["event"] == "handler failed, will retry"]
     assert len(retries) == 1, len(retries)
     assert retries[0]["reason"] == "database_unavailable"
+
+
+class SlowThenCrashingHandler(RecordingHandler):
+    """dev00: the first attempt outlives the timeout, the second succeeds. dev01: always raises
+    a plain exception, as a buggy third-party handler would."""
+
+    timeout = 0.05
+
+    async def handle(self, event, delivery) -> None:  # type: ignore[no-untyped-def]
+        key = (event.device_id or "", event.statuses[0].value)
+        if event.device_id == "dev00" and self.calls[key] == 0:
+            self.calls[key] += 1
+            await asyncio.sleep(1.0)  # cancelled by the pipeline's timeout
+        if event.device_id == "dev01":
+            self.calls[key] += 1
+            raise KeyError("missing column")
+        await super().handle(event, delivery)
+
+
+def test_a_timed_out_attempt_is_retried_and_a_crashing_handler_dead_letters(
+    tmp_path: Path,
+) -> None:
+    handler = SlowThenCrashingHandler()
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            h.source.publish(*status_message("dev00", 0))
+            h.source.publish(*status_message("dev01", 0))
+            await wait_until(lambda: len(h.source.acknowledged) == 2)
+            records = h.store.list()
+            assert [(r.device_id, r.reason, r.attempts) for r in records] == [
+                ("dev01", "handler_error", 3)
+            ]
+            assert records[0].message == "KeyError: 'missing column'"
+            # dev00: one timed-out attempt, then a success; dev01: two retries, then a failure
+            assert h.outcomes("recorder", "retry") == 1 + 2
+            assert h.outcomes("recorder", "success") == 1
+            assert h.outcomes("recorder", "failure") == 1
+
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    retried = {e["reason"] for e in logs if e["event"] == "handler failed, will retry"}
+    assert retried == {"timeout", "handler_error"}
+    assert handler.seen == [("dev00", 0)]
+    assert handler.calls[("dev00", 0)] == 2
+    assert handler.calls[("dev01", 0)] == 3

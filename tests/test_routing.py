@@ -125,8 +125,9 @@ def test_unmatched_events_are_counted_not_errors(tmp_path) -> None:
     doors = RecordingHandler("doors")
 
     async def scenario() -> None:
-        harness = Harness(make_settings(tmp_path), [])
-        harness.daemon.pipeline.routes = (Route(doors, compile_match({"device_id": "dev01"})),)
+        harness = Harness(
+            make_settings(tmp_path), [Route(doors, compile_match({"device_id": "dev01"}))]
+        )
         async with harness as h:
             for device in ("dev00", "dev01", "dev02"):
                 h.source.publish(*status_message(device, 0))

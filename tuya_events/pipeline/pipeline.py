@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +37,22 @@ log = get_logger("tuya_events.pipeline")
 DECODE_STAGE = "decode"
 HANDLER_STAGE = "handler"
 DEAD_LETTER_RETRY_SECONDS = 5.0
+
+
+def _call(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None]:
+    """One attempt, bounded by the handler's timeout when it has one."""
+    if handler.timeout is None:
+        return handler.handle(event, delivery)
+    return asyncio.wait_for(handler.handle(event, delivery), handler.timeout)
+
+
+def _as_handler_error(exc: Exception, handler: Handler) -> HandlerError:
+    """Every way an attempt can fail, as a HandlerError with a stable reason."""
+    if isinstance(exc, HandlerError):
+        return exc
+    if isinstance(exc, asyncio.TimeoutError):
+        return HandlerError("timeout", f"no answer within {handler.timeout:g}s")
+    return HandlerError("handler_error", f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(slots=True)
@@ -121,7 +137,7 @@ class Pipeline:
         keep_plaintext: bool = False,
     ) -> None:
         self.codec = codec
-        self.routes = tuple(routes)
+        self._routes = tuple(routes)
         self.dead_letters = dead_letters
         self.acknowledge = acknowledge
         self.policy = policy
@@ -129,7 +145,12 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.keep_plaintext = keep_plaintext
         self.recent = RecentlyHandled(dedupe_capacity)
-        self._all_names = frozenset(route.name for route in self.routes)
+        self._all_names = frozenset(route.name for route in self._routes)
+        # Per message: no property call for the name, no call at all for a route without rules.
+        self._plan = tuple(
+            (route.name, route.handler, None if route.matches is always else route.matches)
+            for route in self._routes
+        )
         self._retry_log = RetryLog()
         self.in_flight = 0
         self.last_message_at = 0.0
@@ -140,8 +161,13 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         metrics.bind_gauges(lambda: self.in_flight, lambda: self.last_message_at)
-        for route in self.routes:
+        for route in self._routes:
             metrics.declare_handler(route.name)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Fixed at construction: the per-message plan is derived from them once."""
+        return self._routes
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -151,7 +177,9 @@ class Pipeline:
         self.last_message_at = now
         age = now - delivery.publish_time_ms / 1000 if delivery.publish_time_ms else None
         self.metrics.received(delivery.partition, age)
-        self._started()
+        self.in_flight += 1
+        if self.in_flight == 1:
+            self._idle.clear()
         try:
             event = self.codec.decode(delivery.body, delivery.properties)
         except DecodeError as error:
@@ -187,13 +215,11 @@ class Pipeline:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
     def _finished(self) -> None:
+        # In flight goes down one at a time, so it passes max - 1 on its way below the limit:
+        # only then can a receiver be waiting for capacity (and only at 0 for idle).
         self.in_flight -= 1
-        if self.in_flight < self.max_in_flight:
+        if self.in_flight == self.max_in_flight - 1:
             self._capacity.set()
         if self.in_flight == 0:
             self._idle.set()
@@ -222,59 +248,59 @@ class Pipeline:
                 del self._queues[key]
 
     async def _handle(self, delivery: Delivery, event: Event, only_handler: str | None) -> None:
-        recent = self.recent
+        recent, metrics = self.recent, self.metrics
         # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
         # resend); the Pulsar message id stands in for events without one.
         dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
         done = recent.succeeded(dedupe_key)
         dead_lettered = False
-        for route in self.routes:
-            name = route.name
+        for name, handler, matches in self._plan:
             if only_handler is not None and name != only_handler:
                 continue
-            if not route.matches(event):
-                self.metrics.handler_outcome(name, UNMATCHED)
+            if matches is not None and not matches(event):
+                metrics.handler_outcome(name, UNMATCHED)
                 continue
             if name in done:
-                self.metrics.handler_outcome(name, DUPLICATE)
+                metrics.handler_outcome(name, DUPLICATE)
                 continue
-            failure = await self._run_handler(route.handler, event, delivery)
-            if failure is not None:
-                # Dead-lettered is settled too: a redelivery must not run it again.
-                await self._dead_letter(delivery, failure, event)
-                dead_lettered = True
+            # The first attempt is made here, not in _retry: one coroutine less per message.
+            started = time.perf_counter()
+            try:
+                await _call(handler, event, delivery)
+            except Exception as exc:
+                failure = await self._retry(
+                    handler, event, delivery, _as_handler_error(exc, handler), started
+                )
+                if failure is not None:
+                    # Dead-lettered is settled too: a redelivery must not run it again.
+                    await self._dead_letter(delivery, failure, event)
+                    dead_lettered = True
+            else:
+                metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
         # Without a filter every route ran, was settled before, or did not match: the one shared
         # set of all names is exact, and no set is built per message.
         names = self._all_names if only_handler is None else done | {only_handler}
         recent.remember(dedupe_key, names)
         self._ack(delivery, dead_lettered)
 
-    async def _run_handler(
-        self, handler: Handler, event: Event, delivery: Delivery
+    async def _retry(
+        self,
+        handler: Handler,
+        event: Event,
+        delivery: Delivery,
+        error: HandlerError,
+        started: float,
     ) -> Failure | None:
-        """Call one handler until it succeeds or the policy gives up; returns the failure."""
+        """After a failed first attempt: retry until success or the policy gives up.
+
+        Returns None on success, else the failure to dead-letter. ``started`` is when the failed
+        attempt began, for its duration.
+        """
         name = handler.name
-        first_failure = 0.0
-        attempt = 0
+        first_failure = time.time()
+        attempt = 1
         while True:
-            attempt += 1
-            started = time.perf_counter()
-            try:
-                if handler.timeout is None:
-                    await handler.handle(event, delivery)
-                else:
-                    await asyncio.wait_for(handler.handle(event, delivery), handler.timeout)
-            except HandlerError as exc:
-                error = exc
-            except asyncio.TimeoutError:
-                error = HandlerError("timeout", f"no answer within {handler.timeout:g}s")
-            except Exception as exc:
-                error = HandlerError("handler_error", f"{type(exc).__name__}: {exc}")
-            else:
-                self.metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
-                return None
             now = time.time()
-            first_failure = first_failure or now
             delay = self.policy.next_delay(error, attempt, now - first_failure)
             message = REDACTOR(error.message)
             if delay is None:
@@ -285,6 +311,15 @@ class Pipeline:
             self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
             self._retry_log.failed(name, error.reason, message, delivery, event, attempt, delay)
             await asyncio.sleep(delay)
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                await _call(handler, event, delivery)
+            except Exception as exc:
+                error = _as_handler_error(exc, handler)
+            else:
+                self.metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
+                return None
 
     async def _decode_failed(self, delivery: Delivery, error: DecodeError) -> None:
         try:
