@@ -40,16 +40,6 @@ def http_status(url: str, headers: dict[str, str]) -> int:
         return error.code
 
 
-def wait_for_backlog(broker: PulsarBroker, tenant: TuyaTenant, expected: int) -> int:
-    """Acks are sent in groups: give them a few seconds to reach the broker."""
-    deadline = time.monotonic() + 15
-    backlog = broker.admin.backlog(tenant.topic(), tenant.subscription)
-    while backlog != expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-        backlog = broker.admin.backlog(tenant.topic(), tenant.subscription)
-    return backlog
-
-
 def test_tenant_has_tuya_topics(pulsar_broker: PulsarBroker, tuya_tenant: TuyaTenant) -> None:
     assert pulsar_broker.admin.partitions(f"{tuya_tenant.access_id}/out/event") == 11
     assert pulsar_broker.admin.partitions(f"{tuya_tenant.access_id}/out/event-test") == 1
@@ -106,7 +96,7 @@ def test_thousand_messages_over_the_binary_protocol(
     assert report.perfect, report
     assert len(report.partitions) == 11, sorted(report.partitions)
     assert modes == {"aes_ecb": 500, "aes_gcm": 500}
-    assert wait_for_backlog(pulsar_broker, tuya_tenant, 0) == 0
+    assert pulsar_broker.settled_backlog(tuya_tenant, 0) == 0
 
 
 def test_wrong_secret_is_refused_with_a_hint(

@@ -208,6 +208,16 @@ class PulsarBroker:
         self.admin.create_tuya_tenant(credentials.access_id)
         return TuyaTenant(credentials, self.broker_url, self.websocket_url)
 
+    def settled_backlog(self, tenant: TuyaTenant, expected: int, timeout: float = 15.0) -> int:
+        """The tenant subscription's backlog once it equals ``expected``, or when ``timeout``
+        runs out. Acknowledgements are sent in groups, so they need a moment to arrive."""
+        deadline = time.monotonic() + timeout
+        backlog = self.admin.backlog(tenant.topic(), tenant.subscription)
+        while backlog != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            backlog = self.admin.backlog(tenant.topic(), tenant.subscription)
+        return backlog
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
