@@ -282,9 +282,13 @@ def run_raw(spec: WorkerSpec, decode: bool) -> WorkerResult:
 
 
 class NoopHandler(BaseHandler):
-    """Does nothing, so that what is measured is the daemon's own cost per message."""
+    """Does nothing, so that what is measured is the daemon's own cost per message.
 
-    async def handle(self, event: Event, delivery: Delivery) -> None:
+    A plain ``def``, the contract's form for work that never waits (as the log handler is):
+    ``--experiment async-handler`` measures the same no-op as an ``async def``.
+    """
+
+    def handle(self, event: Event, delivery: Delivery) -> None:
         return None
 
 
@@ -467,6 +471,15 @@ def _cumulative_acks() -> None:
     PulsarSource.__init__ = init  # type: ignore[method-assign]
 
 
+def _async_handler() -> None:
+    """The no-op as ``async def``: what a handler that may wait costs (a task per device)."""
+
+    async def handle(self: NoopHandler, event: Event, delivery: Delivery) -> None:
+        return None
+
+    NoopHandler.handle = handle  # type: ignore[assignment,method-assign]
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "cumulative-acks": Experiment(
         "consumer.acknowledgement: cumulative (one ack per partition and turn; config, not code)",
@@ -477,6 +490,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         _sign_off,
     ),
     "no-metrics": Experiment("no per-message metrics (upper bound, not a proposal)", _no_metrics),
+    "async-handler": Experiment(
+        "the no-op handler as async def (a reference: the task path, not a proposal)",
+        _async_handler,
+    ),
 }
 # cpp-logger, fast-sign, gc-freeze, lean-handle and lean-metrics were measured here and are now
 # in the daemon (benchmarks/README.md, "After the changes"); their prototypes are gone, as are

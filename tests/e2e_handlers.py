@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Literal
 
@@ -52,9 +53,18 @@ class FileRecorder(BaseHandler):
         switch = self.options.fail_switch
         return switch is not None and Path(switch).exists()
 
-    async def handle(self, event: Event, delivery: Delivery) -> None:
+    def handle(self, event: Event, delivery: Delivery) -> Awaitable[None] | None:
+        """With a delay it waits (the pipeline's task path); without, it is done on return."""
         if self.options.delay:
-            await asyncio.sleep(self.options.delay)
+            return self._record_later(event, delivery)
+        self._record(event, delivery)
+        return None
+
+    async def _record_later(self, event: Event, delivery: Delivery) -> None:
+        await asyncio.sleep(self.options.delay)
+        self._record(event, delivery)
+
+    def _record(self, event: Event, delivery: Delivery) -> None:
         if self._should_fail(event):
             mode = self.options.fail_mode
             raise HandlerError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,37 +49,57 @@ def status_message(
 
 
 class RecordingHandler(BaseHandler):
-    """Records (device, seq) in the order handled; can be told to fail or to be slow."""
+    """Records (device, seq) in the order handled; can be told to fail or to be slow.
+
+    ``style`` picks which path of the pipeline it takes: ``async`` (an awaitable, sleeping
+    ``delay`` when given), ``sync`` (a plain call that is done when it returns) or ``mixed``
+    (every third sequence number of a device waits ``delay``, default 2 ms, the rest are sync).
+    """
 
     def __init__(
         self,
         name: str = "recorder",
         delay: Callable[[], float] | None = None,
         fail: Callable[[Event, int], HandlerError | None] | None = None,
+        style: str = "async",
     ) -> None:
         super().__init__(name)
+        assert style in ("async", "sync", "mixed"), style
+        assert not (style == "sync" and delay is not None), "a sync handler cannot wait"
         self.seen: list[tuple[str, int]] = []
         self.calls: defaultdict[tuple[str, int], int] = defaultdict(int)
         self.delay = delay
         self.fail = fail
+        self.style = style
         self.concurrent = 0
         self.max_concurrent = 0
 
-    async def handle(self, event: Event, delivery: Delivery) -> None:
+    def handle(self, event: Event, delivery: Delivery) -> Awaitable[None] | None:
         key = (event.device_id or "", event.statuses[0].value)  # type: ignore[attr-defined]
         self.calls[key] += 1
+        if self.style == "sync" or (self.style == "mixed" and key[1] % 3):
+            self._settle(event, key)
+            return None
+        return self._handle_later(event, key)
+
+    async def _handle_later(self, event: Event, key: tuple[str, int]) -> None:
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
             if self.delay is not None:
                 await asyncio.sleep(self.delay())
-            if self.fail is not None:
-                error = self.fail(event, self.calls[key])
-                if error is not None:
-                    raise error
-            self.seen.append(key)
+            elif self.style == "mixed":
+                await asyncio.sleep(0.002)
+            self._settle(event, key)
         finally:
             self.concurrent -= 1
+
+    def _settle(self, event: Event, key: tuple[str, int]) -> None:
+        if self.fail is not None:
+            error = self.fail(event, self.calls[key])
+            if error is not None:
+                raise error
+        self.seen.append(key)
 
 
 def random_delay(maximum: float = 0.003) -> Callable[[], float]:

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.pipeline_support import (
     Harness,
@@ -17,9 +18,13 @@ from tests.pipeline_support import (
     wait_until,
 )
 from tuya_events.cli import exits
-from tuya_events.handlers.base import HandlerError
+from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.pipeline.delivery import Delivery
 
 DEVICES = [f"dev{i:02d}" for i in range(12)]
+# The pipeline's two paths: handlers that wait (a task per device) and handlers that are done
+# when they return (no task at all), and a mix of both within one device's sequence.
+STYLES = ["async", "sync", "mixed"]
 
 
 def publish_sequences(harness: Harness, per_device: int, em_cycle: bool = True) -> int:
@@ -41,8 +46,9 @@ def assert_order_per_device(seen: list[tuple[str, int]], per_device: int) -> Non
     assert by_device == {device: list(range(per_device)) for device in DEVICES}
 
 
-def test_every_message_handled_once_in_order_and_acked(tmp_path: Path) -> None:
-    handler = RecordingHandler(delay=random_delay())
+@pytest.mark.parametrize("style", ["async", "mixed"])
+def test_every_message_handled_once_in_order_and_acked(tmp_path: Path, style: str) -> None:
+    handler = RecordingHandler(delay=random_delay(), style=style)
 
     async def scenario() -> int:
         async with Harness(make_settings(tmp_path), [handler]) as h:
@@ -58,13 +64,14 @@ def test_every_message_handled_once_in_order_and_acked(tmp_path: Path) -> None:
     assert handler.max_concurrent > 1  # different devices really ran concurrently
 
 
-def test_failing_handler_retries_then_dead_letters_then_acks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", STYLES)
+def test_failing_handler_retries_then_dead_letters_then_acks(tmp_path: Path, style: str) -> None:
     def fail(event, attempt):
         if event.device_id == "dev03":
             return HandlerError("downstream_rejected", f"attempt {attempt} refused")
         return None
 
-    handler = RecordingHandler(fail=fail)
+    handler = RecordingHandler(fail=fail, style=style)
 
     async def scenario() -> None:
         async with Harness(make_settings(tmp_path), [handler]) as h:
@@ -84,9 +91,10 @@ def test_failing_handler_retries_then_dead_letters_then_acks(tmp_path: Path) -> 
     assert len(handler.seen) == 3 * (len(DEVICES) - 1)
 
 
-def test_non_retryable_failure_is_dead_lettered_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["async", "sync"])
+def test_non_retryable_failure_is_dead_lettered_at_once(tmp_path: Path, style: str) -> None:
     handler = RecordingHandler(
-        fail=lambda e, n: HandlerError("http_400", "bad request", retryable=False)
+        fail=lambda e, n: HandlerError("http_400", "bad request", retryable=False), style=style
     )
 
     async def scenario() -> None:
@@ -126,7 +134,10 @@ def test_poison_message_is_dead_lettered_and_the_loop_goes_on(tmp_path: Path) ->
     assert handler.seen == [("dev00", 0), ("dev00", 2)]
 
 
-def test_infrastructure_outage_retries_without_dead_letter_and_keeps_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", STYLES)
+def test_infrastructure_outage_retries_without_dead_letter_and_keeps_order(
+    tmp_path: Path, style: str
+) -> None:
     outage = {"until": 8}
 
     def fail(event, attempt):
@@ -135,7 +146,7 @@ def test_infrastructure_outage_retries_without_dead_letter_and_keeps_order(tmp_p
             return HandlerError("database_unavailable", "connection refused", infrastructure=True)
         return None
 
-    handler = RecordingHandler(fail=fail)
+    handler = RecordingHandler(fail=fail, style=style)
 
     async def scenario() -> None:
         settings = make_settings(
@@ -151,8 +162,15 @@ def test_infrastructure_outage_retries_without_dead_letter_and_keeps_order(tmp_p
     assert_order_per_device(handler.seen, 5)
 
 
-def test_redelivered_message_does_not_run_a_succeeded_handler_again(tmp_path: Path) -> None:
-    first, second = RecordingHandler("first"), RecordingHandler("second")
+@pytest.mark.parametrize(
+    ("first_style", "second_style"),
+    [("async", "async"), ("sync", "sync"), ("sync", "async"), ("async", "sync")],
+)
+def test_redelivered_message_does_not_run_a_succeeded_handler_again(
+    tmp_path: Path, first_style: str, second_style: str
+) -> None:
+    first = RecordingHandler("first", style=first_style)
+    second = RecordingHandler("second", style=second_style)
 
     async def scenario() -> None:
         async with Harness(make_settings(tmp_path), [first, second]) as h:
@@ -366,3 +384,97 @@ def test_a_timed_out_attempt_is_retried_and_a_crashing_handler_dead_letters(
     assert handler.seen == [("dev00", 0)]
     assert handler.calls[("dev00", 0)] == 2
     assert handler.calls[("dev01", 0)] == 3
+
+
+def test_a_synchronous_handler_settles_its_message_before_submit_returns(tmp_path: Path) -> None:
+    """No task, no loop turn: the message is handled, remembered and acknowledged in ``submit``."""
+    handler = RecordingHandler(style="sync")
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            pipeline = h.daemon.pipeline
+            body, properties = status_message("dev00", 0)
+            delivery = Delivery(body, properties, "direct:1", "memory", 0)
+            h.source.unacknowledged[delivery.message_id] = delivery  # not queued for receiving
+            pipeline.submit(delivery)
+            assert handler.seen == [("dev00", 0)]
+            assert h.source.acknowledged == [delivery.message_id]
+            assert pipeline.in_flight == 0
+            assert h.outcomes("recorder", "success") == 1
+
+    asyncio.run(scenario())
+
+
+class GatedHandler(BaseHandler):
+    """Waits on a gate for the messages named in ``gated``; is done at once for the others."""
+
+    def __init__(self, gated: set[tuple[str, int]]) -> None:
+        super().__init__("gated")
+        self.gated = gated
+        self.gate = asyncio.Event()
+        self.seen: list[tuple[str, int]] = []
+
+    def handle(self, event, delivery):  # type: ignore[no-untyped-def]
+        key = (event.device_id, event.statuses[0].value)
+        if key in self.gated:
+            return self._after_gate(key)
+        self.seen.append(key)
+        return None
+
+    async def _after_gate(self, key: tuple[str, int]) -> None:
+        await self.gate.wait()
+        self.seen.append(key)
+
+
+def test_a_message_that_could_finish_at_once_still_waits_behind_its_device(
+    tmp_path: Path,
+) -> None:
+    handler = GatedHandler(gated={("dev00", 0)})
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [handler]) as h:
+            first = h.source.publish(*status_message("dev00", 0))
+            second = h.source.publish(*status_message("dev00", 1))
+            other = h.source.publish(*status_message("dev01", 0))
+            await wait_until(lambda: other.message_id in h.source.acknowledged)
+            # dev01 did not wait for dev00; dev00's second message did, though it needs no wait.
+            assert handler.seen == [("dev01", 0)]
+            assert set(h.source.unacknowledged) == {first.message_id, second.message_id}
+            handler.gate.set()
+            await wait_until(lambda: len(h.source.acknowledged) == 3)
+
+    asyncio.run(scenario())
+    assert handler.seen == [("dev01", 0), ("dev00", 0), ("dev00", 1)]
+
+
+def test_routes_run_in_order_across_synchronous_and_waiting_handlers(tmp_path: Path) -> None:
+    """sync -> waits (fails once) -> sync: each message goes through the routes in order, a
+    retry repeats only the failed handler, and the ack comes after the last one."""
+    calls: list[tuple[str, str, int]] = []
+
+    def recorder(name: str, style: str, fail_first: bool = False) -> RecordingHandler:
+        def fail(event, attempt):  # type: ignore[no-untyped-def]
+            calls.append((name, event.device_id, event.statuses[0].value))
+            if fail_first and attempt == 1:
+                return HandlerError("flaky", "first attempt refused")
+            return None
+
+        return RecordingHandler(name, fail=fail, style=style, delay=None)
+
+    handlers = [recorder("a", "sync"), recorder("b", "async", True), recorder("c", "sync")]
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), handlers) as h:
+            for seq in range(3):
+                h.source.publish(*status_message("dev00", seq))
+            await wait_until(lambda: len(h.source.acknowledged) == 3)
+            assert h.store.count() == 0
+            assert [h.outcomes(name, "success") for name in "abc"] == [3, 3, 3]
+            assert h.outcomes("b", "retry") == 3
+
+    asyncio.run(scenario())
+    expected = []
+    for seq in range(3):
+        expected += [("a", "dev00", seq), ("b", "dev00", seq), ("b", "dev00", seq)]
+        expected += [("c", "dev00", seq)]
+    assert calls == expected

@@ -1,11 +1,16 @@
-"""The handler contract: one narrow async protocol, and the errors that steer retries.
+"""The handler contract: one narrow protocol, and the errors that steer retries.
 
 A handler raises :class:`HandlerError` to say how it failed; any other exception is taken as a
 retryable bug-or-glitch. It never acknowledges anything itself: the pipeline does, in one place.
+
+``handle`` is usually ``async def``. A handler whose work never waits (logging, counting) may be
+a plain ``def`` returning None: the pipeline then finishes the message without creating a task
+or a coroutine for it, which is most of its per-message cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
 from tuya_events.pipeline.delivery import Delivery
@@ -40,14 +45,19 @@ class HandlerError(Exception):
 
 @runtime_checkable
 class Handler(Protocol):
-    """What the pipeline calls. ``timeout`` (seconds or None) bounds one ``handle`` call."""
+    """What the pipeline calls.
+
+    ``handle`` returns an awaitable (an ``async def``) or None (a plain ``def`` that is done when
+    it returns). ``timeout`` (seconds or None) bounds the awaiting of one attempt; a plain ``def``
+    runs on the event loop and must be quick.
+    """
 
     name: str
     timeout: float | None
 
     async def start(self) -> None: ...
 
-    async def handle(self, event: Event, delivery: Delivery) -> None: ...
+    def handle(self, event: Event, delivery: Delivery) -> Awaitable[None] | None: ...
 
     async def stop(self) -> None: ...
 
@@ -66,5 +76,5 @@ class BaseHandler:
     async def stop(self) -> None:
         return None
 
-    async def handle(self, event: Event, delivery: Delivery) -> None:
+    def handle(self, event: Event, delivery: Delivery) -> Awaitable[None] | None:
         raise NotImplementedError

@@ -54,6 +54,7 @@ class LogHandler(BaseHandler):
         self._level = LEVELS[options.level]
         self._log = get_logger("tuya_events.events")
 
-    async def handle(self, event: Event, delivery: Delivery) -> None:
+    def handle(self, event: Event, delivery: Delivery) -> None:
+        """Synchronous: a log line never waits, so the pipeline needs no task for it."""
         fields = {name: _field(name, event, delivery) for name in self.options.fields}
         self._log.log(self._level, "event", **{k: v for k, v in fields.items() if v is not None})

@@ -7,6 +7,9 @@ Rules this module keeps:
   concurrently, up to ``max_in_flight`` messages in all.
 - Each finished message is reported to the transport once; the Pulsar source turns those into
   cumulative acks of each partition's finished prefix, never past an unfinished message.
+- A message whose handlers all finish without waiting is settled inside ``submit``: no task, no
+  coroutine. The first handler that has to wait (or fails) moves the rest of that message, and
+  the later messages of its device, into a task of their own.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ HANDLER_STAGE = "handler"
 DEAD_LETTER_RETRY_SECONDS = 5.0
 
 
-def _call(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None]:
-    """One attempt, bounded by the handler's timeout when it has one."""
-    if handler.timeout is None:
-        return handler.handle(event, delivery)
-    return asyncio.wait_for(handler.handle(event, delivery), handler.timeout)
+def _attempt(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None] | None:
+    """Start one attempt: None when the handler finished without waiting, else what to await.
+
+    What is awaited is bounded by the handler's timeout when it has one.
+    """
+    pending = handler.handle(event, delivery)
+    if pending is None or handler.timeout is None:
+        return pending
+    return asyncio.wait_for(pending, handler.timeout)
 
 
 def _as_handler_error(exc: Exception, handler: Handler) -> HandlerError:
@@ -188,11 +195,16 @@ class Pipeline:
         self.metrics.decoded(event.kind)
         key = event.device_id or delivery.key or f"partition-{delivery.partition}"
         queue = self._queues.get(key)
-        if queue is None:
-            self._queues[key] = deque([(delivery, event, only_handler)])
-            self._spawn(self._drain_key(key))
-        else:
+        if queue is not None:  # an earlier message of this device is still being handled
             queue.append((delivery, event, only_handler))
+            return
+        pending = self._handle(delivery, event, only_handler)
+        if pending is None:
+            self._finished()
+            return
+        # A handler has to wait: this device's later messages queue behind it, in a task.
+        self._queues[key] = deque()
+        self._spawn(self._drain_key(key, pending))
 
     async def wait_for_capacity(self) -> None:
         while self.in_flight >= self.max_in_flight:
@@ -235,26 +247,49 @@ class Pipeline:
 
     # -- per message --------------------------------------------------------------------------
 
-    async def _drain_key(self, key: str) -> None:
+    async def _drain_key(self, key: str, pending: Awaitable[None]) -> None:
+        """Finish a device's message that had to wait, then the ones queued behind it."""
         queue = self._queues[key]
         try:
+            await pending
+            self._finished()
             while queue:
-                delivery, event, only_handler = queue[0]
-                await self._handle(delivery, event, only_handler)
-                queue.popleft()
+                delivery, event, only_handler = queue.popleft()
+                pending_next = self._handle(delivery, event, only_handler)
+                if pending_next is not None:
+                    await pending_next
                 self._finished()
         finally:
             if self._queues.get(key) is queue and not queue:
                 del self._queues[key]
 
-    async def _handle(self, delivery: Delivery, event: Event, only_handler: str | None) -> None:
-        recent, metrics = self.recent, self.metrics
+    def _handle(
+        self, delivery: Delivery, event: Event, only_handler: str | None
+    ) -> Awaitable[None] | None:
+        """Handle one message as far as it goes without waiting; None when it is acknowledged.
+
+        Handlers that finish synchronously cost no task and no coroutine; the first one that has
+        to wait (or fails) hands the rest of the message to an awaitable, which runs in a task.
+        """
         # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
         # resend); the Pulsar message id stands in for events without one.
         dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
-        done = recent.succeeded(dedupe_key)
-        dead_lettered = False
-        for name, handler, matches in self._plan:
+        done = self.recent.succeeded(dedupe_key)
+        return self._run(delivery, event, only_handler, dedupe_key, done, 0, False)
+
+    def _run(
+        self,
+        delivery: Delivery,
+        event: Event,
+        only_handler: str | None,
+        dedupe_key: str,
+        done: frozenset[str],
+        first: int,
+        dead_lettered: bool,
+    ) -> Awaitable[None] | None:
+        """The plan from route ``first`` on, synchronously until a handler has to wait."""
+        metrics = self.metrics
+        for index, (name, handler, matches) in enumerate(self._plan[first:], first):
             if only_handler is not None and name != only_handler:
                 continue
             if matches is not None and not matches(event):
@@ -263,25 +298,63 @@ class Pipeline:
             if name in done:
                 metrics.handler_outcome(name, DUPLICATE)
                 continue
-            # The first attempt is made here, not in _retry: one coroutine less per message.
             started = time.perf_counter()
+            attempt: Awaitable[None] | Exception | None
             try:
-                await _call(handler, event, delivery)
+                attempt = _attempt(handler, event, delivery)
             except Exception as exc:
-                failure = await self._retry(
-                    handler, event, delivery, _as_handler_error(exc, handler), started
+                attempt = exc
+            if attempt is not None:  # it has to wait, or it failed: the rest runs in a task
+                return self._resume(
+                    delivery,
+                    event,
+                    only_handler,
+                    dedupe_key,
+                    done,
+                    index,
+                    attempt,
+                    started,
+                    dead_lettered,
                 )
-                if failure is not None:
-                    # Dead-lettered is settled too: a redelivery must not run it again.
-                    await self._dead_letter(delivery, failure, event)
-                    dead_lettered = True
-            else:
-                metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
+            metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
         # Without a filter every route ran, was settled before, or did not match: the one shared
         # set of all names is exact, and no set is built per message.
         names = self._all_names if only_handler is None else done | {only_handler}
-        recent.remember(dedupe_key, names)
+        self.recent.remember(dedupe_key, names)
         self._ack(delivery, dead_lettered)
+        return None
+
+    async def _resume(
+        self,
+        delivery: Delivery,
+        event: Event,
+        only_handler: str | None,
+        dedupe_key: str,
+        done: frozenset[str],
+        index: int,
+        attempt: Awaitable[None] | Exception,
+        started: float,
+        dead_lettered: bool,
+    ) -> None:
+        """Wait for route ``index``'s attempt (retrying if it failed), then run the rest."""
+        handler = self._plan[index][1]
+        try:
+            if isinstance(attempt, Exception):
+                raise attempt
+            await attempt
+        except Exception as exc:
+            failure = await self._retry(
+                handler, event, delivery, _as_handler_error(exc, handler), started
+            )
+            if failure is not None:
+                # Dead-lettered is settled too: a redelivery must not run it again.
+                await self._dead_letter(delivery, failure, event)
+                dead_lettered = True
+        else:
+            self.metrics.handler_outcome(handler.name, SUCCESS, time.perf_counter() - started)
+        rest = self._run(delivery, event, only_handler, dedupe_key, done, index + 1, dead_lettered)
+        if rest is not None:
+            await rest
 
     async def _retry(
         self,
@@ -314,7 +387,9 @@ class Pipeline:
             attempt += 1
             started = time.perf_counter()
             try:
-                await _call(handler, event, delivery)
+                pending = _attempt(handler, event, delivery)
+                if pending is not None:
+                    await pending
             except Exception as exc:
                 error = _as_handler_error(exc, handler)
             else:
