@@ -40,6 +40,7 @@ handlers:
     name: recorder
     path: {tmp_path / "handled.jsonl"}
     fail_switch: {tmp_path / "fail"}
+    delay: 0.001  # waits (the pipeline's task path); always-fine does not (settled at once)
   - type: tests.e2e_handlers:FileRecorder
     name: always-fine
     path: {tmp_path / "fine.jsonl"}
