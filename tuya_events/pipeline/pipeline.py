@@ -74,6 +74,18 @@ class Route:
         return self.handler.name
 
 
+@dataclass(slots=True)
+class _MessageState:
+    """One message on its way through the routes: what it carries across a handler's wait."""
+
+    delivery: Delivery
+    event: Event
+    only_handler: str | None  # a replay for one handler
+    dedupe_key: str
+    done: frozenset[str]  # the handlers that already succeeded for it (it was redelivered)
+    dead_lettered: bool = False
+
+
 class DeadLetterSink(Protocol):
     """What the pipeline needs from the dead-letter store (sync; run in a thread)."""
 
@@ -275,20 +287,12 @@ class Pipeline:
         # resend); the Pulsar message id stands in for events without one.
         dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
         done = self.recent.succeeded(dedupe_key)
-        return self._run(delivery, event, only_handler, dedupe_key, done, 0, False)
+        return self._run(_MessageState(delivery, event, only_handler, dedupe_key, done), 0)
 
-    def _run(
-        self,
-        delivery: Delivery,
-        event: Event,
-        only_handler: str | None,
-        dedupe_key: str,
-        done: frozenset[str],
-        first: int,
-        dead_lettered: bool,
-    ) -> Awaitable[None] | None:
+    def _run(self, message: _MessageState, first: int) -> Awaitable[None] | None:
         """The plan from route ``first`` on, synchronously until a handler has to wait."""
-        metrics = self.metrics
+        metrics, event, delivery = self.metrics, message.event, message.delivery
+        only_handler, done = message.only_handler, message.done
         for index, (name, handler, matches) in enumerate(self._plan[first:], first):
             if only_handler is not None and name != only_handler:
                 continue
@@ -305,39 +309,24 @@ class Pipeline:
             except Exception as exc:
                 attempt = exc
             if attempt is not None:  # it has to wait, or it failed: the rest runs in a task
-                return self._resume(
-                    delivery,
-                    event,
-                    only_handler,
-                    dedupe_key,
-                    done,
-                    index,
-                    attempt,
-                    started,
-                    dead_lettered,
-                )
+                return self._resume(message, index, attempt, started)
             metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
         # Without a filter every route ran, was settled before, or did not match: the one shared
         # set of all names is exact, and no set is built per message.
         names = self._all_names if only_handler is None else done | {only_handler}
-        self.recent.remember(dedupe_key, names)
-        self._ack(delivery, dead_lettered)
+        self.recent.remember(message.dedupe_key, names)
+        self._ack(delivery, message.dead_lettered)
         return None
 
     async def _resume(
         self,
-        delivery: Delivery,
-        event: Event,
-        only_handler: str | None,
-        dedupe_key: str,
-        done: frozenset[str],
+        message: _MessageState,
         index: int,
         attempt: Awaitable[None] | Exception,
         started: float,
-        dead_lettered: bool,
     ) -> None:
         """Wait for route ``index``'s attempt (retrying if it failed), then run the rest."""
-        handler = self._plan[index][1]
+        handler, event, delivery = self._plan[index][1], message.event, message.delivery
         try:
             if isinstance(attempt, Exception):
                 raise attempt
@@ -349,10 +338,10 @@ class Pipeline:
             if failure is not None:
                 # Dead-lettered is settled too: a redelivery must not run it again.
                 await self._dead_letter(delivery, failure, event)
-                dead_lettered = True
+                message.dead_lettered = True
         else:
             self.metrics.handler_outcome(handler.name, SUCCESS, time.perf_counter() - started)
-        rest = self._run(delivery, event, only_handler, dedupe_key, done, index + 1, dead_lettered)
+        rest = self._run(message, index + 1)
         if rest is not None:
             await rest
 
