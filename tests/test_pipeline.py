@@ -20,6 +20,7 @@ from tests.pipeline_support import (
 from tuya_events.cli import exits
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.pipeline.delivery import Delivery
+from tuya_events.pipeline.pipeline import Route
 
 DEVICES = [f"dev{i:02d}" for i in range(12)]
 # The pipeline's two paths: handlers that wait (a task per device) and handlers that are done
@@ -478,3 +479,43 @@ def test_routes_run_in_order_across_synchronous_and_waiting_handlers(tmp_path: P
         expected += [("a", "dev00", seq), ("b", "dev00", seq), ("b", "dev00", seq)]
         expected += [("c", "dev00", seq)]
     assert calls == expected
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+def test_a_bug_in_routing_dead_letters_the_message_and_the_device_goes_on(
+    tmp_path: Path, style: str
+) -> None:
+    """A rule that raises is our bug, not the message's: it must neither stall the device (its
+    later messages) nor stop the loop (other devices), and the message is kept, replayable."""
+    handler = RecordingHandler(style=style, delay=(lambda: 0.002) if style == "async" else None)
+
+    def rule(event) -> bool:  # type: ignore[no-untyped-def]
+        if event.device_id == "dev00" and event.statuses[0].value == 1:
+            raise RuntimeError("rule broke on seq 1")
+        return True
+
+    async def scenario() -> None:
+        async with Harness(make_settings(tmp_path), [Route(handler, rule)]) as h:
+            for seq in range(3):
+                for device in ("dev00", "dev01"):
+                    h.source.publish(*status_message(device, seq))
+            await wait_until(lambda: len(h.source.acknowledged) == 6)
+            records = h.store.list()
+            assert [(r.device_id, r.stage, r.reason, r.message) for r in records] == [
+                ("dev00", "pipeline", "internal_error", "RuntimeError: rule broke on seq 1")
+            ]
+            labels = {"stage": "pipeline", "reason": "internal_error"}
+            registry = h.daemon.metrics.registry
+            assert registry.get_sample_value("tuya_events_dead_letters_total", labels) == 1
+
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert [e["event"] for e in errors] == [
+        "internal error while handling a message; it is dead-lettered"
+    ]
+    assert isinstance(errors[0]["exc_info"], RuntimeError)
+    by_device = {d: [s for dev, s in handler.seen if dev == d] for d in ("dev00", "dev01")}
+    assert by_device == {"dev00": [0, 2], "dev01": [0, 1, 2]}

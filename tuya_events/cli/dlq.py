@@ -70,7 +70,7 @@ def _filter_options() -> argparse.ArgumentParser:
         "--id", dest="ids", type=int, action="append", metavar="N", help="record id (repeatable)"
     )
     group.add_argument("--reason", metavar="R", help="failure reason, e.g. bad_padding, http_400")
-    group.add_argument("--stage", metavar="S", help="decode or handler")
+    group.add_argument("--stage", metavar="S", help="decode, handler or pipeline")
     # Not dest "handler": main() dispatches on args.handler.
     group.add_argument("--handler", dest="handler_name", metavar="H", help="handler name")
     group.add_argument("--device", metavar="D", help="device id")

@@ -33,8 +33,9 @@ class Delivery:
 class Failure:
     """Why a message could not be handled: recorded with it in the dead-letter store.
 
-    ``stage`` is ``decode`` or ``handler``; ``reason`` is a stable code (a codec reason such as
-    ``bad_padding``, or a handler's such as ``http_400``, ``timeout``, ``handler_error``);
+    ``stage`` is ``decode``, ``handler`` or ``pipeline`` (an internal error); ``reason`` is a
+    stable code (a codec reason such as ``bad_padding``, a handler's such as ``http_400``,
+    ``timeout``, ``handler_error``, or ``internal_error``);
     ``message`` is a human-readable detail that never contains a secret.
     """
 

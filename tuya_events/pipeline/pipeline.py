@@ -39,6 +39,8 @@ log = get_logger("tuya_events.pipeline")
 
 DECODE_STAGE = "decode"
 HANDLER_STAGE = "handler"
+PIPELINE_STAGE = "pipeline"  # a bug of ours, not the message's: kept, logged with its traceback
+INTERNAL_ERROR = "internal_error"
 DEAD_LETTER_RETRY_SECONDS = 5.0
 
 
@@ -210,13 +212,13 @@ class Pipeline:
         if queue is not None:  # an earlier message of this device is still being handled
             queue.append((delivery, event, only_handler))
             return
-        pending = self._handle(delivery, event, only_handler)
+        pending = self._start(delivery, event, only_handler)
         if pending is None:
             self._finished()
             return
         # A handler has to wait: this device's later messages queue behind it, in a task.
         self._queues[key] = deque()
-        self._spawn(self._drain_key(key, pending))
+        self._spawn(self._drain_key(key, delivery, event, pending))
 
     async def wait_for_capacity(self) -> None:
         while self.in_flight >= self.max_in_flight:
@@ -259,21 +261,35 @@ class Pipeline:
 
     # -- per message --------------------------------------------------------------------------
 
-    async def _drain_key(self, key: str, pending: Awaitable[None]) -> None:
+    async def _drain_key(
+        self, key: str, delivery: Delivery, event: Event, pending: Awaitable[None] | None
+    ) -> None:
         """Finish a device's message that had to wait, then the ones queued behind it."""
         queue = self._queues[key]
         try:
-            await pending
-            self._finished()
-            while queue:
-                delivery, event, only_handler = queue.popleft()
-                pending_next = self._handle(delivery, event, only_handler)
-                if pending_next is not None:
-                    await pending_next
+            while True:
+                if pending is not None:
+                    try:
+                        await pending
+                    except Exception as exc:
+                        await self._internal_error(delivery, event, exc)
                 self._finished()
+                if not queue:
+                    break
+                delivery, event, only_handler = queue.popleft()
+                pending = self._start(delivery, event, only_handler)
         finally:
             if self._queues.get(key) is queue and not queue:
                 del self._queues[key]
+
+    def _start(
+        self, delivery: Delivery, event: Event, only_handler: str | None
+    ) -> Awaitable[None] | None:
+        """:meth:`_handle`, with a bug of ours turned into a dead letter instead of a crash."""
+        try:
+            return self._handle(delivery, event, only_handler)
+        except Exception as exc:
+            return self._internal_error(delivery, event, exc)
 
     def _handle(
         self, delivery: Delivery, event: Event, only_handler: str | None
@@ -384,6 +400,19 @@ class Pipeline:
             else:
                 self.metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
                 return None
+
+    async def _internal_error(self, delivery: Delivery, event: Event, error: Exception) -> None:
+        """Not the message's fault, but it must not stall its device or stop the loop: keep it
+        in the dead-letter store (replayable once fixed), log the traceback, acknowledge."""
+        log.error(
+            "internal error while handling a message; it is dead-lettered",
+            message_id=delivery.message_id,
+            device_id=event.device_id,
+            exc_info=error,
+        )
+        message = REDACTOR(f"{type(error).__name__}: {error}")
+        await self._dead_letter(delivery, Failure(PIPELINE_STAGE, INTERNAL_ERROR, message), event)
+        self._ack(delivery, True)
 
     async def _decode_failed(self, delivery: Delivery, error: DecodeError) -> None:
         try:
