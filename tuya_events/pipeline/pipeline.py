@@ -44,12 +44,15 @@ INTERNAL_ERROR = "internal_error"
 DEAD_LETTER_RETRY_SECONDS = 5.0
 
 
-def _attempt(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None] | None:
-    """Start one attempt: None when the handler finished without waiting, else what to await.
-
-    What is awaited is bounded by the handler's timeout when it has one.
-    """
-    pending = handler.handle(event, delivery)
+def _attempt(
+    handler: Handler, event: Event, delivery: Delivery
+) -> Awaitable[None] | Exception | None:
+    """Start one attempt: None when the handler finished without waiting, the exception when it
+    failed at once, else what to await (bounded by the handler's timeout when it has one)."""
+    try:
+        pending = handler.handle(event, delivery)
+    except Exception as exc:
+        return exc
     if pending is None or handler.timeout is None:
         return pending
     return asyncio.wait_for(pending, handler.timeout)
@@ -212,7 +215,7 @@ class Pipeline:
         if queue is not None:  # an earlier message of this device is still being handled
             queue.append((delivery, event, only_handler))
             return
-        pending = self._start(delivery, event, only_handler)
+        pending = self._handle(delivery, event, only_handler)
         if pending is None:
             self._finished()
             return
@@ -277,19 +280,10 @@ class Pipeline:
                 if not queue:
                     break
                 delivery, event, only_handler = queue.popleft()
-                pending = self._start(delivery, event, only_handler)
+                pending = self._handle(delivery, event, only_handler)
         finally:
             if self._queues.get(key) is queue and not queue:
                 del self._queues[key]
-
-    def _start(
-        self, delivery: Delivery, event: Event, only_handler: str | None
-    ) -> Awaitable[None] | None:
-        """:meth:`_handle`, with a bug of ours turned into a dead letter instead of a crash."""
-        try:
-            return self._handle(delivery, event, only_handler)
-        except Exception as exc:
-            return self._internal_error(delivery, event, exc)
 
     def _handle(
         self, delivery: Delivery, event: Event, only_handler: str | None
@@ -298,12 +292,16 @@ class Pipeline:
 
         Handlers that finish synchronously cost no task and no coroutine; the first one that has
         to wait (or fails) hands the rest of the message to an awaitable, which runs in a task.
+        A bug of ours becomes a dead letter (an awaitable too), not a crash of the caller.
         """
         # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
         # resend); the Pulsar message id stands in for events without one.
         dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
-        done = self.recent.succeeded(dedupe_key)
-        return self._run(_MessageState(delivery, event, only_handler, dedupe_key, done), 0)
+        try:
+            done = self.recent.succeeded(dedupe_key)
+            return self._run(_MessageState(delivery, event, only_handler, dedupe_key, done), 0)
+        except Exception as exc:
+            return self._internal_error(delivery, event, exc)
 
     def _run(self, message: _MessageState, first: int) -> Awaitable[None] | None:
         """The plan from route ``first`` on, synchronously until a handler has to wait."""
@@ -319,11 +317,7 @@ class Pipeline:
                 metrics.handler_outcome(name, DUPLICATE)
                 continue
             started = time.perf_counter()
-            attempt: Awaitable[None] | Exception | None
-            try:
-                attempt = _attempt(handler, event, delivery)
-            except Exception as exc:
-                attempt = exc
+            attempt = _attempt(handler, event, delivery)
             if attempt is not None:  # it has to wait, or it failed: the rest runs in a task
                 return self._resume(message, index, attempt, started)
             metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
@@ -343,20 +337,13 @@ class Pipeline:
     ) -> None:
         """Wait for route ``index``'s attempt (retrying if it failed), then run the rest."""
         handler, event, delivery = self._plan[index][1], message.event, message.delivery
-        try:
-            if isinstance(attempt, Exception):
-                raise attempt
-            await attempt
-        except Exception as exc:
-            failure = await self._retry(
-                handler, event, delivery, _as_handler_error(exc, handler), started
-            )
+        error = await self._outcome(handler, attempt, started)
+        if error is not None:
+            failure = await self._retry(handler, event, delivery, error, started)
             if failure is not None:
                 # Dead-lettered is settled too: a redelivery must not run it again.
                 await self._dead_letter(delivery, failure, event)
                 message.dead_lettered = True
-        else:
-            self.metrics.handler_outcome(handler.name, SUCCESS, time.perf_counter() - started)
         rest = self._run(message, index + 1)
         if rest is not None:
             await rest
@@ -391,15 +378,24 @@ class Pipeline:
             await asyncio.sleep(delay)
             attempt += 1
             started = time.perf_counter()
-            try:
-                pending = _attempt(handler, event, delivery)
-                if pending is not None:
-                    await pending
-            except Exception as exc:
-                error = _as_handler_error(exc, handler)
-            else:
-                self.metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
+            outcome = await self._outcome(handler, _attempt(handler, event, delivery), started)
+            if outcome is None:
                 return None
+            error = outcome
+
+    async def _outcome(
+        self, handler: Handler, attempt: Awaitable[None] | Exception | None, started: float
+    ) -> HandlerError | None:
+        """How a started attempt ends: None on success (counted), else its failure."""
+        try:
+            if isinstance(attempt, Exception):
+                raise attempt
+            if attempt is not None:
+                await attempt
+        except Exception as exc:
+            return _as_handler_error(exc, handler)
+        self.metrics.handler_outcome(handler.name, SUCCESS, time.perf_counter() - started)
+        return None
 
     async def _internal_error(self, delivery: Delivery, event: Event, error: Exception) -> None:
         """Not the message's fault, but it must not stall its device or stop the loop: keep it
