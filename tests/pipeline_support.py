@@ -127,7 +127,9 @@ class Harness:
     ):
         self.settings = settings
         self.source = MemorySource(poll_interval=0.02, batch_size=batch_size)
-        self.store = DeadLetterStore(settings.dead_letter.path).open()
+        self.store = DeadLetterStore(
+            settings.dead_letter.path, settings.dead_letter.store_plaintext
+        ).open()
         routes = [h if isinstance(h, Route) else Route(h) for h in handlers]
         self.daemon = Daemon(settings, self.source, routes, self.store)
         self.task: asyncio.Task[int] | None = None

@@ -122,6 +122,10 @@ REASON_CASES = [
     (errors.GCM_AUTH_FAILED, envelope(v.ECB_DATA), {"em": "aes_gcm"}),
     (errors.BAD_JSON, envelope(_ecb_raw(b"not json at all\x01")), {}),
     (errors.BAD_EVENT, envelope(_ecb_raw(b"[1,2,3]" + b"\x09" * 9)), {}),
+    # 208 levels of lists, 8 bytes of padding: deeper than MAX_DEPTH (200).
+    (errors.TOO_DEEP, envelope(_ecb_raw(b"[" * 204 + b"]" * 204 + b"\x08" * 8)), {}),
+    # A transport that breaks its contract (properties not a mapping): still a reason of ours.
+    (errors.DECODER_ERROR, envelope(v.ECB_DATA), ["em"]),
 ]
 
 

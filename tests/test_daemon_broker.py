@@ -6,12 +6,14 @@ partitions), with the test FileRecorder handler writing one line per handled eve
 
 from __future__ import annotations
 
+import base64
 import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pulsar
 import pytest
 
@@ -23,6 +25,7 @@ from tests.pulsar.publisher import TuyaPublisher
 from tests.pulsar.tenant import TuyaTenant
 from tests.pulsar.traffic import DeliveryLedger, DeliveryReport, Outgoing, interleaved_stream
 from tuya_events.tuya.auth import pulsar_authentication
+from tuya_events.tuya.crypto import EcbCipher, aes_key
 
 pytestmark = pytest.mark.broker
 
@@ -199,6 +202,13 @@ def test_failing_handler_and_poison_messages_are_dead_lettered_then_acked(
         producer = raw.create_producer(tuya_tenant.topic())
         producer.send(b"not json at all", properties={"em": "aes_gcm"})
         producer.send(b'{"data": "AAAA", "protocol": 4}', properties={"em": "aes_ecb"})
+        # Crafted: a field nested 1,000 deep for the sign check (sign_check: log, the default)
+        # once stopped every instance; a document too deep for any handler to encode again.
+        deep = b"[" * 1000 + b"]" * 1000
+        producer.send(b'{"data": "AAAA", "sign": "00", "x": ' + deep + b"}", properties={})
+        cipher = EcbCipher(aes_key(tuya_tenant.access_secret))
+        too_deep = base64.b64encode(cipher.encrypt(b'{"devId":"d","x":' + deep + b"}")).decode()
+        producer.send(orjson.dumps({"data": too_deep, "protocol": 4}), properties={})
     finally:
         raw.close()
     tuya_publisher.publish_all(stream[150:])
@@ -216,7 +226,8 @@ def test_failing_handler_and_poison_messages_are_dead_lettered_then_acked(
     assert by_reason == {
         ("handler", "recorder_refused"): failing_count,
         ("decode", "bad_envelope"): 1,
-        ("decode", "bad_length"): 1,  # "AAAA" is 3 bytes: not a whole AES block
+        ("decode", "bad_length"): 2,  # "AAAA" is 3 bytes: not a whole AES block
+        ("decode", "too_deep"): 1,
     }
     assert all(r["attempts"] == 3 for r in dead if r["stage"] == "handler")
     assert tuya_tenant.access_secret not in daemon.log_path.read_text()

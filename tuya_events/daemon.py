@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from tuya_events.cli import exits
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
+from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
@@ -28,7 +29,7 @@ from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
 from tuya_events.pipeline.policy import RetryPolicy
 from tuya_events.transport.base import Source
-from tuya_events.tuya.codec import TuyaCodec
+from tuya_events.tuya.codec import TuyaCodec, parse_protocol
 
 log = get_logger("tuya_events.daemon")
 
@@ -111,7 +112,8 @@ class Daemon:
         if self._sign_mismatches_logged < 10:  # a wrong formula would otherwise flood the log
             self._sign_mismatches_logged += 1
             log.warning(
-                "envelope sign does not match (sign_check: log)", protocol=envelope.get("protocol")
+                "envelope sign does not match (sign_check: log)",
+                protocol=parse_protocol(envelope.get("protocol")),  # never a nested value
             )
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -131,6 +133,7 @@ class Daemon:
 
     async def run(self, stop_after: float | None = None) -> int:
         """Run until stopped (or for ``stop_after`` seconds); the exit code tells how it ended."""
+        log_insecure_transports(self.settings)
         loop = asyncio.get_running_loop()
         if stop_after is not None:
             loop.call_later(stop_after, self.request_stop)

@@ -1,12 +1,13 @@
-"""decode -> route -> handle -> acknowledge, and the ack policy, in one place.
+"""decode -> route -> handle -> settle, and the ack policy, in one place.
 
 Rules this module keeps:
 - A message is acknowledged only when every handler it was routed to succeeded, or its failure was
-  written durably to the dead-letter store. Nothing else calls ``acknowledge``.
+  written durably to the dead-letter store. :meth:`Pipeline._settle` is the one place that
+  acknowledges, remembers, counts and releases a message's in-flight slot.
+- Whatever a message contains, it is settled: a decode failure and a bug of ours alike become a
+  dead letter with a reason, and the receive loop and the device's later messages go on.
 - Messages of one device are handled one after another, in arrival order; different devices run
   concurrently, up to ``max_in_flight`` messages in all.
-- Each finished message is reported to the transport once; the Pulsar source turns those into
-  cumulative acks of each partition's finished prefix, never past an unfinished message.
 - A message whose handlers all finish without waiting is settled inside ``submit``: no task, no
   coroutine. The first handler that has to wait (or fails) moves the rest of that message, and
   the later messages of its device, into a task of their own.
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
+from tuya_events.deadletter.errors import DeadLetterStoreError
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import DUPLICATE, FAILURE, RETRY, SUCCESS, UNMATCHED, Metrics
@@ -44,15 +46,16 @@ INTERNAL_ERROR = "internal_error"
 DEAD_LETTER_RETRY_SECONDS = 5.0
 
 
-def _attempt(
-    handler: Handler, event: Event, delivery: Delivery
-) -> Awaitable[None] | Exception | None:
-    """Start one attempt: None when the handler finished without waiting, the exception when it
-    failed at once, else what to await (bounded by the handler's timeout when it has one)."""
+def _start(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None] | None:
+    """Start one attempt: None when the handler finished without waiting, else what to await
+    (bounded by the handler's timeout when it has one). A failure at once is an awaitable too,
+    one that raises: every attempt that did not simply succeed ends the same way."""
     try:
         pending = handler.handle(event, delivery)
     except Exception as exc:
-        return exc
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
     if pending is None or handler.timeout is None:
         return pending
     return asyncio.wait_for(pending, handler.timeout)
@@ -65,6 +68,27 @@ def _as_handler_error(exc: Exception, handler: Handler) -> HandlerError:
     if isinstance(exc, asyncio.TimeoutError):
         return HandlerError("timeout", f"no answer within {handler.timeout:g}s")
     return HandlerError("handler_error", f"{type(exc).__name__}: {exc}")
+
+
+def _describe(error: BaseException) -> str:
+    """An exception as one masked line, whatever its text (it may quote the message)."""
+    try:
+        text = f"{type(error).__name__}: {error}"
+    except Exception:  # a __str__ that fails on its own content
+        text = type(error).__name__
+    return REDACTOR(text[:2000])
+
+
+def _plaintext_json(event: Event) -> tuple[bytes | None, str | None]:
+    """The decrypted document for the dead-letter record, or None and why it could not be kept.
+
+    The store must take every message: a document that cannot be encoded again (nested deeper
+    than the encoder allows, say) is recorded without it, and the record says so.
+    """
+    try:
+        return orjson.dumps(event.document), None
+    except (TypeError, ValueError) as exc:
+        return None, f"plaintext not stored: {exc}"
 
 
 @dataclass(slots=True)
@@ -80,19 +104,24 @@ class Route:
 
 
 @dataclass(slots=True)
-class _MessageState:
+class _InFlight:
     """One message on its way through the routes: what it carries across a handler's wait."""
 
     delivery: Delivery
-    event: Event
-    only_handler: str | None  # a replay for one handler
-    dedupe_key: str
-    done: frozenset[str]  # the handlers that already succeeded for it (it was redelivered)
+    event: Event | None  # None: it could not be decoded
+    only_handler: str | None = None  # a replay for one handler
+    dedupe_key: str = ""
+    done: frozenset[str] = frozenset()  # handlers that already succeeded for it (redelivered)
     dead_lettered: bool = False
+    settled: bool = False
 
 
 class DeadLetterSink(Protocol):
-    """What the pipeline needs from the dead-letter store (sync; run in a thread)."""
+    """What the pipeline needs from the dead-letter store (sync; run in a thread).
+
+    ``put`` raises :class:`DeadLetterStoreError` (or an ``OSError``) when the store cannot be
+    written, retried until it can; anything else is taken as a problem with the record's content.
+    """
 
     def put(
         self,
@@ -121,14 +150,13 @@ class RetryLog:
     def failed(
         self,
         handler: str,
-        reason: str,
-        message: str,
-        delivery: Delivery,
-        event: Event,
+        error: HandlerError,
+        detail: str,
+        message: _InFlight,
         attempt: int,
         delay: float,
     ) -> None:
-        key = (handler, reason)
+        key = (handler, error.reason)
         now = time.monotonic()
         if now - self._last.get(key, -self.INTERVAL) < self.INTERVAL:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
@@ -137,12 +165,12 @@ class RetryLog:
         log.warning(
             "handler failed, will retry",
             handler=handler,
-            reason=reason,
-            error=message,
+            reason=error.reason,
+            error=detail,
             attempt=attempt,
             retry_in=round(delay, 3),
-            message_id=delivery.message_id,
-            device_id=event.device_id,
+            message_id=message.delivery.message_id,
+            device_id=message.event.device_id if message.event else None,
             similar_failures_not_logged=self._suppressed.pop(key, 0),
         )
 
@@ -178,7 +206,7 @@ class Pipeline:
         self._retry_log = RetryLog()
         self.in_flight = 0
         self.last_message_at = 0.0
-        self._queues: dict[str, deque[tuple[Delivery, Event, str | None]]] = {}
+        self._queues: dict[str, deque[_InFlight]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -196,7 +224,10 @@ class Pipeline:
     # -- intake ---------------------------------------------------------------------------
 
     def submit(self, delivery: Delivery, only_handler: str | None = None) -> None:
-        """Take one message; never blocks. Callers wait on :meth:`wait_for_capacity` first."""
+        """Take one message; never blocks and never raises for anything the message contains.
+
+        Callers wait on :meth:`wait_for_capacity` first.
+        """
         now = time.time()
         self.last_message_at = now
         age = now - delivery.publish_time_ms / 1000 if delivery.publish_time_ms else None
@@ -207,21 +238,29 @@ class Pipeline:
         try:
             event = self.codec.decode(delivery.body, delivery.properties)
         except DecodeError as error:
-            self._spawn(self._decode_failed(delivery, error))
+            self._spawn(
+                self._fail(_InFlight(delivery, None), self._decode_failure(delivery, error))
+            )
+            return
+        except Exception as error:  # the codec promises DecodeError only: a bug of ours
+            message = _InFlight(delivery, None)
+            self._spawn(self._fail(message, self._internal_failure(message, error)))
             return
         self.metrics.decoded(event.kind)
+        # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
+        # resend); the Pulsar message id stands in for events without one.
+        dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
+        message = _InFlight(delivery, event, only_handler, dedupe_key)
         key = event.device_id or delivery.key or f"partition-{delivery.partition}"
         queue = self._queues.get(key)
         if queue is not None:  # an earlier message of this device is still being handled
-            queue.append((delivery, event, only_handler))
+            queue.append(message)
             return
-        pending = self._handle(delivery, event, only_handler)
-        if pending is None:
-            self._finished()
-            return
-        # A handler has to wait: this device's later messages queue behind it, in a task.
-        self._queues[key] = deque()
-        self._spawn(self._drain_key(key, delivery, event, pending))
+        pending = self._route(message)
+        if pending is not None:
+            # A handler has to wait: this device's later messages queue behind it, in a task.
+            self._queues[key] = deque()
+            self._spawn(self._drain(key, pending))
 
     async def wait_for_capacity(self) -> None:
         while self.in_flight >= self.max_in_flight:
@@ -242,9 +281,34 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- bookkeeping ------------------------------------------------------------------------
+    # -- settling ---------------------------------------------------------------------------
 
-    def _finished(self) -> None:
+    def _settle(self, message: _InFlight, acknowledge: bool = True) -> None:
+        """The one place a message is done: remembered, acknowledged, counted, its slot freed.
+
+        Called once per message, when every route ran or was dead-lettered (``acknowledge``
+        False: it could not even be dead-lettered, and is left for the broker to deliver again).
+        An acknowledgement the transport cannot make is logged; the broker then delivers the
+        message again, and the dedupe cache keeps its handlers from running twice.
+        """
+        message.settled = True
+        if acknowledge:
+            if message.event is not None:
+                # Without a filter every route ran, was dead-lettered, or did not match: the one
+                # shared set of all names is exact, and no set is built per message.
+                only = message.only_handler
+                names = self._all_names if only is None else message.done | {only}
+                self.recent.remember(message.dedupe_key, names)
+            try:
+                self.acknowledge(message.delivery, message.dead_lettered)
+            except Exception as exc:
+                log.error(
+                    "cannot acknowledge a settled message; the broker will deliver it again",
+                    message_id=message.delivery.message_id,
+                    error=_describe(exc),
+                )
+            else:
+                self.metrics.acked()
         # In flight goes down one at a time, so it passes max - 1 on its way below the limit:
         # only then can a receiver be waiting for capacity (and only at 0 for idle).
         self.in_flight -= 1
@@ -253,59 +317,74 @@ class Pipeline:
         if self.in_flight == 0:
             self._idle.set()
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    async def _fail(self, message: _InFlight, failure: Failure) -> None:
+        """A message that cannot go on: keep it in the dead-letter store, then settle it.
+
+        Should even the write fail for a reason other than the store being down (a bug of
+        ours), the message is left unacknowledged, to come again after a restart, and its slot
+        is freed: its device goes on either way.
+        """
+        try:
+            await self._dead_letter(message, failure)
+        except Exception as error:
+            log.error(
+                "cannot dead-letter a message; it stays unacknowledged",
+                message_id=message.delivery.message_id,
+                exc_info=error,
+            )
+            self._settle(message, acknowledge=False)
+            return
+        message.dead_lettered = True
+        self._settle(message)
+
+    def _internal_error(self, message: _InFlight, error: Exception) -> Awaitable[None] | None:
+        """A bug of ours while routing (not a handler's failure, which the retry policy owns)
+        dead-letters the message instead of stopping the caller or stalling the device."""
+        if message.settled:  # it came after settling: nothing is left to do but say so
+            log.error("internal error after a message was settled", exc_info=error)
+            return None
+        return self._fail(message, self._internal_failure(message, error))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _ack(self, delivery: Delivery, dead_lettered: bool) -> None:
-        self.acknowledge(delivery, dead_lettered)
-        self.metrics.acked()
-
     # -- per message --------------------------------------------------------------------------
 
-    async def _drain_key(
-        self, key: str, delivery: Delivery, event: Event, pending: Awaitable[None] | None
-    ) -> None:
-        """Finish a device's message that had to wait, then the ones queued behind it."""
+    def _route(self, message: _InFlight, first: int = 0) -> Awaitable[None] | None:
+        """Run a message's routes from ``first`` on, as far as they go without waiting; None
+        once it is settled, else what finishes it (in the device's task)."""
+        try:
+            if first == 0:
+                message.done = self.recent.succeeded(message.dedupe_key)
+            return self._run(message, first)
+        except Exception as error:
+            return self._internal_error(message, error)
+
+    async def _drain(self, key: str, pending: Awaitable[None]) -> None:
+        """Finish a device's message that had to wait, then the ones queued behind it.
+
+        What it awaits never raises (failures settle their message), so the queue always moves.
+        """
         queue = self._queues[key]
         try:
             while True:
-                if pending is not None:
-                    try:
-                        await pending
-                    except Exception as exc:
-                        await self._internal_error(delivery, event, exc)
-                self._finished()
-                if not queue:
+                await pending
+                next_pending: Awaitable[None] | None = None
+                while queue and next_pending is None:
+                    next_pending = self._route(queue.popleft())
+                if next_pending is None:
                     break
-                delivery, event, only_handler = queue.popleft()
-                pending = self._handle(delivery, event, only_handler)
+                pending = next_pending
         finally:
             if self._queues.get(key) is queue and not queue:
                 del self._queues[key]
 
-    def _handle(
-        self, delivery: Delivery, event: Event, only_handler: str | None
-    ) -> Awaitable[None] | None:
-        """Handle one message as far as it goes without waiting; None when it is acknowledged.
-
-        Handlers that finish synchronously cost no task and no coroutine; the first one that has
-        to wait (or fails) hands the rest of the message to an awaitable, which runs in a task.
-        A bug of ours becomes a dead letter (an awaitable too), not a crash of the caller.
-        """
-        # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
-        # resend); the Pulsar message id stands in for events without one.
-        dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
-        try:
-            done = self.recent.succeeded(dedupe_key)
-            return self._run(_MessageState(delivery, event, only_handler, dedupe_key, done), 0)
-        except Exception as exc:
-            return self._internal_error(delivery, event, exc)
-
-    def _run(self, message: _MessageState, first: int) -> Awaitable[None] | None:
+    def _run(self, message: _InFlight, first: int) -> Awaitable[None] | None:
         """The plan from route ``first`` on, synchronously until a handler has to wait."""
         metrics, event, delivery = self.metrics, message.event, message.delivery
+        assert event is not None
         only_handler, done = message.only_handler, message.done
         for index, (name, handler, matches) in enumerate(self._plan[first:], first):
             if only_handler is not None and name != only_handler:
@@ -317,114 +396,102 @@ class Pipeline:
                 metrics.handler_outcome(name, DUPLICATE)
                 continue
             started = time.perf_counter()
-            attempt = _attempt(handler, event, delivery)
-            if attempt is not None:  # it has to wait, or it failed: the rest runs in a task
-                return self._resume(message, index, attempt, started)
-            metrics.handler_outcome(name, SUCCESS, time.perf_counter() - started)
-        # Without a filter every route ran, was settled before, or did not match: the one shared
-        # set of all names is exact, and no set is built per message.
-        names = self._all_names if only_handler is None else done | {only_handler}
-        self.recent.remember(message.dedupe_key, names)
-        self._ack(delivery, message.dead_lettered)
+            pending = _start(handler, event, delivery)
+            if pending is not None:  # it has to wait, or it failed: the rest runs in a task
+                return self._resume(message, index, pending, started)
+            self._succeeded(name, started)
+        self._settle(message)
         return None
 
+    def _succeeded(self, handler: str, started: float) -> None:
+        self.metrics.handler_outcome(handler, SUCCESS, time.perf_counter() - started)
+
     async def _resume(
-        self,
-        message: _MessageState,
-        index: int,
-        attempt: Awaitable[None] | Exception,
-        started: float,
+        self, message: _InFlight, index: int, pending: Awaitable[None], started: float
     ) -> None:
-        """Wait for route ``index``'s attempt (retrying if it failed), then run the rest."""
-        handler, event, delivery = self._plan[index][1], message.event, message.delivery
-        error = await self._outcome(handler, attempt, started)
-        if error is not None:
-            failure = await self._retry(handler, event, delivery, error, started)
+        """Wait for route ``index``'s attempt (retrying while it fails), then run the rest."""
+        try:
+            failure = await self._attempts(self._plan[index][1], message, pending, started)
             if failure is not None:
-                # Dead-lettered is settled too: a redelivery must not run it again.
-                await self._dead_letter(delivery, failure, event)
+                # Dead-lettered is settled for this handler: a redelivery must not run it again.
+                await self._dead_letter(message, failure)
                 message.dead_lettered = True
-        rest = self._run(message, index + 1)
+        except Exception as error:
+            rest = self._internal_error(message, error)
+        else:
+            rest = self._route(message, index + 1)
         if rest is not None:
             await rest
 
-    async def _retry(
+    async def _attempts(
         self,
         handler: Handler,
-        event: Event,
-        delivery: Delivery,
-        error: HandlerError,
+        message: _InFlight,
+        pending: Awaitable[None] | None,
         started: float,
     ) -> Failure | None:
-        """After a failed first attempt: retry until success or the policy gives up.
+        """Await a started attempt, and retry until it succeeds or the policy gives up.
 
-        Returns None on success, else the failure to dead-letter. ``started`` is when the failed
+        Returns None on success, else the failure to dead-letter. ``started`` is when the
         attempt began, for its duration.
         """
         name = handler.name
-        first_failure = time.time()
+        event, delivery = message.event, message.delivery
+        assert event is not None
+        first_failure = 0.0
         attempt = 1
         while True:
+            try:
+                if pending is not None:
+                    await pending
+            except Exception as exc:
+                error = _as_handler_error(exc, handler)
+            else:
+                self._succeeded(name, started)
+                return None
             now = time.time()
+            first_failure = first_failure or now
             delay = self.policy.next_delay(error, attempt, now - first_failure)
-            message = REDACTOR(error.message)
+            detail = REDACTOR(error.message)
             if delay is None:
                 self.metrics.handler_outcome(name, FAILURE, time.perf_counter() - started)
                 return Failure(
-                    HANDLER_STAGE, error.reason, message, name, attempt, first_failure, now
+                    HANDLER_STAGE, error.reason, detail, name, attempt, first_failure, now
                 )
             self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
-            self._retry_log.failed(name, error.reason, message, delivery, event, attempt, delay)
+            self._retry_log.failed(name, error, detail, message, attempt, delay)
             await asyncio.sleep(delay)
             attempt += 1
             started = time.perf_counter()
-            outcome = await self._outcome(handler, _attempt(handler, event, delivery), started)
-            if outcome is None:
-                return None
-            error = outcome
+            pending = _start(handler, event, delivery)
 
-    async def _outcome(
-        self, handler: Handler, attempt: Awaitable[None] | Exception | None, started: float
-    ) -> HandlerError | None:
-        """How a started attempt ends: None on success (counted), else its failure."""
-        try:
-            if isinstance(attempt, Exception):
-                raise attempt
-            if attempt is not None:
-                await attempt
-        except Exception as exc:
-            return _as_handler_error(exc, handler)
-        self.metrics.handler_outcome(handler.name, SUCCESS, time.perf_counter() - started)
-        return None
+    # -- failures -------------------------------------------------------------------------------
 
-    async def _internal_error(self, delivery: Delivery, event: Event, error: Exception) -> None:
-        """Not the message's fault, but it must not stall its device or stop the loop: keep it
-        in the dead-letter store (replayable once fixed), log the traceback, acknowledge."""
-        log.error(
-            "internal error while handling a message; it is dead-lettered",
-            message_id=delivery.message_id,
-            device_id=event.device_id,
-            exc_info=error,
-        )
-        message = REDACTOR(f"{type(error).__name__}: {error}")
-        await self._dead_letter(delivery, Failure(PIPELINE_STAGE, INTERNAL_ERROR, message), event)
-        self._ack(delivery, True)
-
-    async def _decode_failed(self, delivery: Delivery, error: DecodeError) -> None:
+    def _decode_failure(self, delivery: Delivery, error: DecodeError) -> Failure:
         try:
             em = encryption_mode(delivery.properties)
-        except DecodeError:
+        except Exception:  # a label only: properties the codec refused may be of any shape
             em = UNKNOWN_EM
         self.metrics.decode_failures.labels(error.reason, em).inc()
-        failure = Failure(DECODE_STAGE, error.reason, error.detail)
-        try:
-            await self._dead_letter(delivery, failure, None)
-            self._ack(delivery, True)
-        finally:
-            self._finished()
+        return Failure(DECODE_STAGE, error.reason, error.detail)
 
-    async def _dead_letter(self, delivery: Delivery, failure: Failure, event: Event | None) -> None:
-        """Write durably, retrying for as long as it takes: only then may the message be acked."""
+    def _internal_failure(self, message: _InFlight, error: Exception) -> Failure:
+        """Not the message's fault, but it must not stall its device or stop the loop: kept in
+        the dead-letter store (replayable once fixed), with the traceback in the log."""
+        log.error(
+            "internal error while handling a message; it is dead-lettered",
+            message_id=message.delivery.message_id,
+            device_id=message.event.device_id if message.event else None,
+            exc_info=error,
+        )
+        return Failure(PIPELINE_STAGE, INTERNAL_ERROR, _describe(error))
+
+    async def _dead_letter(self, message: _InFlight, failure: Failure) -> None:
+        """Write durably, retrying for as long as the store is down: only then may the message
+        be acknowledged. A record the store refuses for its content is written again without
+        the plaintext, and says so: no message's content can keep it from the store."""
+        delivery, event = message.delivery, message.event
+        device_id = event.device_id if event else None
         log.warning(
             "message dead-lettered",
             stage=failure.stage,
@@ -433,13 +500,14 @@ class Pipeline:
             error=failure.message,
             attempts=failure.attempts,
             message_id=delivery.message_id,
-            device_id=event.device_id if event else None,
+            device_id=device_id,
             partition=delivery.partition,
         )
-        device_id = event.device_id if event else None
-        plaintext = (
-            orjson.dumps(event.document) if event is not None and self.keep_plaintext else None
-        )
+        plaintext = None
+        if event is not None and self.keep_plaintext:
+            plaintext, problem = _plaintext_json(event)
+            if problem is not None:
+                failure.message = f"{failure.message}; {problem}"
         while True:
             try:
                 await asyncio.to_thread(
@@ -447,15 +515,26 @@ class Pipeline:
                 )
                 records = await asyncio.to_thread(self.dead_letters.count)
                 break
-            except Exception as exc:
+            except (DeadLetterStoreError, OSError) as exc:
                 self.metrics.dead_letter_write_failures.inc()
                 log.error(
                     "cannot write to the dead-letter store; the message stays unacknowledged",
-                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+                    error=_describe(exc),
                     message_id=delivery.message_id,
                     retry_in=DEAD_LETTER_RETRY_SECONDS,
                 )
                 await asyncio.sleep(DEAD_LETTER_RETRY_SECONDS)
+            except Exception as exc:
+                if plaintext is None and failure.message.isascii():
+                    raise  # nothing of the message's left to drop: a bug of ours
+                log.error(
+                    "the dead-letter store refused a record's content; it is kept without it",
+                    error=_describe(exc),
+                    message_id=delivery.message_id,
+                )
+                plaintext = None
+                kept = failure.message.encode("ascii", "backslashreplace").decode("ascii")
+                failure.message = f"{kept}; record content refused: {type(exc).__name__}"
         # A replayed record is updated once; a second failing handler gets a record of its own.
         delivery.dead_letter_id = None
         self.metrics.dead_letters.labels(failure.stage, failure.reason).inc()

@@ -16,12 +16,14 @@ from typing import Any, Literal
 import orjson
 
 from tuya_events.tuya.crypto import EcbCipher, GcmCipher, aes_key
-from tuya_events.tuya.envelope import envelope_sign
+from tuya_events.tuya.envelope import UnsignableEnvelope, envelope_sign
 from tuya_events.tuya.errors import (
     BAD_BASE64,
     BAD_ENVELOPE,
     BAD_JSON,
     BAD_SIGN,
+    DECODER_ERROR,
+    TOO_DEEP,
     UNKNOWN_EM,
     DecodeError,
 )
@@ -32,6 +34,10 @@ EM_GCM = "aes_gcm"
 EM_PROPERTY = "em"
 
 SignCheck = Literal["off", "log", "enforce"]
+
+# Deeper than any Tuya document by far, and shallow enough that every handler can encode the
+# event again (orjson refuses more than 254 levels; the payload adds a few around the document).
+MAX_DEPTH = 200
 
 if sys.version_info >= (3, 11):
 
@@ -51,6 +57,8 @@ def encryption_mode(properties: Mapping[str, str] | None) -> str:
         return EM_ECB
     if em in (EM_ECB, EM_GCM):
         return em
+    if not isinstance(em, str):
+        raise DecodeError(UNKNOWN_EM, f"the em property is a {type(em).__name__}, not a string")
     lowered = em.strip().lower()
     if lowered in (EM_ECB, EM_GCM):
         return lowered
@@ -73,9 +81,23 @@ def parse_envelope(body: bytes | str) -> dict[str, Any]:
 def parse_protocol(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and 0 < len(value) < 10 and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+def deeper_than(document: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (the top one is level 1), without
+    recursion, so no depth the JSON parser accepts can exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 class TuyaCodec:
@@ -115,18 +137,40 @@ class TuyaCodec:
         return envelope, self.decrypt_data(envelope["data"], em)
 
     def decode(self, body: bytes | str, properties: Mapping[str, str] | None) -> Event:
-        envelope, plain = self.decrypt(body, properties)
+        """The event, or :class:`DecodeError`: whatever the message holds, nothing else."""
         try:
-            document = orjson.loads(plain)
-        except orjson.JSONDecodeError:
-            raise DecodeError(BAD_JSON, "the decrypted data is not JSON") from None
-        return build_event(
-            document, parse_protocol(envelope.get("protocol")), timestamp_ms(envelope.get("t"))
-        )
+            envelope, plain = self.decrypt(body, properties)
+            try:
+                document = orjson.loads(plain)
+            except orjson.JSONDecodeError:
+                raise DecodeError(BAD_JSON, "the decrypted data is not JSON") from None
+            # Counting brackets is a cheap upper bound on the depth: only a document with many
+            # of them is walked.
+            if (
+                plain.count(b"{") + plain.count(b"[") > MAX_DEPTH
+                and isinstance(document, (dict, list))
+                and deeper_than(document, MAX_DEPTH)
+            ):
+                raise DecodeError(TOO_DEEP, f"the decrypted JSON nests deeper than {MAX_DEPTH}")
+            return build_event(
+                document,
+                parse_protocol(envelope.get("protocol")),
+                timestamp_ms(envelope.get("t")),
+            )
+        except DecodeError:
+            raise
+        except Exception as exc:  # a gap in the checks above: still one of our reasons
+            raise DecodeError(
+                DECODER_ERROR, f"the decoder failed on this message ({type(exc).__name__})"
+            ) from exc
 
     def _check_sign(self, envelope: dict[str, Any]) -> None:
         sign = envelope.get("sign")
-        if isinstance(sign, str) and sign.lower() == envelope_sign(envelope, self._secret):
+        try:
+            expected: str | None = envelope_sign(envelope, self._secret)
+        except UnsignableEnvelope:
+            expected = None  # a nested field: not an envelope Tuya signed
+        if isinstance(sign, str) and sign.lower() == expected:
             return
         if self.sign_check == "enforce":
             problem = "missing" if not sign else "does not match"

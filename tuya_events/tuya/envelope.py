@@ -8,9 +8,19 @@ from typing import Any
 SIGNED_EXCLUDE = "sign"
 
 
+class UnsignableEnvelope(ValueError):
+    """A field the formula cannot sign: Tuya's envelope fields are strings, numbers and booleans.
+
+    Raised rather than signing ``str()`` of a nested value, which is no formula Tuya documents and
+    which recursion turns into a crash for a deeply nested one.
+    """
+
+
 def _sign_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        raise UnsignableEnvelope(f"a {type(value).__name__} field cannot be signed")
     return str(value)
 
 
@@ -18,7 +28,8 @@ def envelope_sign(envelope: dict[str, Any], access_secret: str) -> str:
     """Tuya's documented envelope signature (unconfirmed against live traffic).
 
     Every top-level field except ``sign`` and empty ones, as ``key=value`` sorted by key, joined
-    with ``||``, then ``||`` + the access secret, MD5 as lowercase hex.
+    with ``||``, then ``||`` + the access secret, MD5 as lowercase hex. A nested field raises
+    :class:`UnsignableEnvelope`.
     """
     if len(envelope) == 5:
         fast = _usual_envelope_sign_text(envelope, access_secret)

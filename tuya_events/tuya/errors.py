@@ -18,6 +18,8 @@ GCM_AUTH_FAILED: Final = "gcm_auth_failed"
 BAD_JSON: Final = "bad_json"
 BAD_EVENT: Final = "bad_event"
 BAD_SIGN: Final = "bad_sign"
+TOO_DEEP: Final = "too_deep"
+DECODER_ERROR: Final = "decoder_error"
 
 REASONS: Final = (
     BAD_ENVELOPE,
@@ -30,6 +32,8 @@ REASONS: Final = (
     BAD_JSON,
     BAD_EVENT,
     BAD_SIGN,
+    TOO_DEEP,
+    DECODER_ERROR,
 )
 
 

@@ -22,6 +22,9 @@ PROPERTY_MESSAGE = "devicePropertyMessage"
 
 # Below this a timestamp is taken as seconds: 1e11 ms is 1973, 1e11 s is the year 5138.
 _SECONDS_LIMIT = 100_000_000_000
+# Past the end of year 9999 (in ms) a time is not a time: treated as missing, like a bad one, so
+# no absurd value (1e300) becomes a huge integer that handlers and databases refuse.
+_MAX_MS = 253_402_300_799_999
 
 
 def timestamp_ms(value: Any) -> int | None:
@@ -36,10 +39,9 @@ def timestamp_ms(value: Any) -> int | None:
     if not isinstance(value, (int, float)) or value != value or value <= 0:
         return None
     millis = value * 1000 if value < _SECONDS_LIMIT else value
-    try:
-        return int(millis)
-    except OverflowError:
+    if millis > _MAX_MS:  # also infinity
         return None
+    return int(millis)
 
 
 def _text(value: Any) -> str | None:
@@ -140,7 +142,7 @@ def _status_item(raw: Any) -> StatusItem:
     if t is None:
         t = raw.get("time")
     # Whole milliseconds are the common case: skip the general parser for them.
-    t_ms = t if type(t) is int and t >= _SECONDS_LIMIT else timestamp_ms(t)
+    t_ms = t if type(t) is int and _SECONDS_LIMIT <= t <= _MAX_MS else timestamp_ms(t)
     return StatusItem(code if isinstance(code, str) else None, raw.get("value"), t_ms, dp_id)
 
 
