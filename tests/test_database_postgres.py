@@ -15,6 +15,7 @@ import pytest
 from tests.pg.cluster import PostgresCluster, free_port
 from tests.pipeline_support import ENCODER, Harness, make_settings, wait_until
 from tests.test_database_handler import T0, sample, status, status_doc
+from tuya_events.config import ConfigError
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE
@@ -194,3 +195,23 @@ def test_a_nul_character_jsonb_cannot_hold_is_refused_alone(postgres_dsn: str) -
     assert (error.reason, error.retryable) == (REFUSED, False)
     assert outcomes[1:] == [None] * 5
     assert rows == [(f"dev-{n}-1",) for n in range(5)]
+
+
+@pytest.mark.parametrize("sslmode", ["verify-full", "require"])
+def test_a_dsn_that_requires_tls_of_a_server_without_it_stops_the_start(
+    postgres_dsn: str, sslmode: str
+) -> None:
+    """The test cluster has no TLS: a DSN asking for it must not settle for less (exit 78)."""
+    handler = DatabaseHandler("db", DatabaseOptions(dsn=f"{postgres_dsn}?sslmode={sslmode}"))
+
+    async def scenario() -> None:
+        try:
+            await handler.start()
+        finally:
+            await handler.stop()
+
+    with pytest.raises(ConfigError) as caught:
+        asyncio.run(scenario())
+    ((key, problem),) = caught.value.problems
+    assert key == "handlers[db].dsn"
+    assert "refused TLS" in problem and "the DSN's sslmode requires it" in problem

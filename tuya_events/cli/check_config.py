@@ -7,6 +7,7 @@ import sys
 
 from tuya_events.config import load_settings
 from tuya_events.config.render import render_effective_config
+from tuya_events.config.transport_security import insecure_transports
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
 
@@ -19,9 +20,15 @@ def add_parser(
         parents=parents,
         help="validate the configuration and print it with secrets masked",
         description="Validate the configuration; print the effective configuration (defaults "
-        "filled in, secrets masked). Exit 78 when it is not valid.",
+        "filled in, secrets masked) on stdout, and on stderr a warning for every connection it "
+        "leaves in plaintext or unverified. Exit 78 when it is not valid.",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="validate only, print nothing")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="validate only: print no configuration (warnings still go to stderr)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -31,5 +38,9 @@ def run(args: argparse.Namespace) -> int:
     build_routes(settings, HandlerContext(settings, Metrics()))
     if not args.quiet:
         sys.stdout.write(render_effective_config(settings))
+    # On stderr, so stdout stays the YAML; a weakened connection is a warning, not an error.
+    for finding in insecure_transports(settings):
+        print(f"warning: {finding}", file=sys.stderr)
+    if not args.quiet:
         print("configuration is valid", file=sys.stderr)
     return 0

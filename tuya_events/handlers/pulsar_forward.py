@@ -8,12 +8,14 @@ upstream Tuya message is acknowledged after that, never before.
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import urlsplit
 
 import orjson
 import pulsar
 import pulsar.asyncio
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuya_events.config.transport_security import TLS_SCHEMES
 from tuya_events.config.types import Duration
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
@@ -86,7 +88,8 @@ class PulsarForwardHandler(BaseHandler):
         client_options: dict = {"logger": pulsar_client_logger()}
         if options.token:
             client_options["authentication"] = pulsar.AuthenticationToken(options.token)
-        if options.service_url.startswith("pulsar+ssl://"):
+        if urlsplit(options.service_url).scheme.lower() in TLS_SCHEMES:
+            # tls_verify: false is said once at start (config.transport_security), not here.
             client_options["use_tls"] = True
             client_options["tls_allow_insecure_connection"] = not options.tls_verify
             client_options["tls_validate_hostname"] = options.tls_verify

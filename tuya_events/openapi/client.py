@@ -69,7 +69,8 @@ class Credentials:
 
 
 def ssl_option(settings: Any) -> ssl.SSLContext | bool:
-    """TLS as ``tls:`` says: the system's CAs or ``ca_file``; off only with ``insecure``."""
+    """TLS as ``tls:`` says: the system's CAs or ``ca_file``; off only with ``insecure``, which
+    the daemon and ``check-config`` report (``config.transport_security``), never silently."""
     tls = settings.tls
     if not tls.verify_certificates:
         return False

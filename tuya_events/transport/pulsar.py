@@ -24,6 +24,7 @@ import _pulsar
 import pulsar
 
 from tuya_events.config.settings import Settings
+from tuya_events.config.transport_security import TLS_SCHEMES
 from tuya_events.observability.logging import get_logger, pulsar_client_logger
 from tuya_events.pipeline.delivery import Delivery
 from tuya_events.transport.acks import PrefixAcks
@@ -134,7 +135,7 @@ class PulsarSource:
             "operation_timeout_seconds": self.operation_timeout_seconds,
             "logger": pulsar_client_logger(),
         }
-        if url.startswith(("pulsar+ssl://", "https://")):
+        if urlsplit(url).scheme.lower() in TLS_SCHEMES:
             options["use_tls"] = True
             options["tls_allow_insecure_connection"] = not tls.verify_certificates
             options["tls_validate_hostname"] = tls.verify_certificates
@@ -158,12 +159,10 @@ class PulsarSource:
         self._binding = binding_consumer(self._consumer)
 
     async def start(self) -> None:
+        """Subscribe. Verification being off, or plaintext, is said once at start by the
+        daemon (:mod:`tuya_events.config.transport_security`), not here."""
         tuya = self.settings.tuya
         url = tuya.resolved_pulsar_url
-        if not self.settings.tls.verify_certificates and url.startswith("pulsar+ssl"):
-            log.warning(
-                "TLS certificate verification is OFF (tls.insecure): do not use in production"
-            )
         self._loop = asyncio.get_running_loop()
         try:
             await self._loop.run_in_executor(self._executor, self._connect)

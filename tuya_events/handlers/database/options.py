@@ -6,15 +6,20 @@ events go; everything else has a default that suits both.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from tuya_events.config.transport_security import SSLMODES, postgres_query, postgres_sslmode
 from tuya_events.config.types import Duration
 
 DSN_SCHEMES = ("postgresql", "postgres")
+# DSN parameters naming files the TLS connection is made with; "system" is libpq's word for
+# the system's CAs.
+_TLS_FILES = ("sslrootcert", "sslcert", "sslkey")
 # Leaves room for the longest derived name (``<prefix>device_events_device_time``) in
 # PostgreSQL's 63-byte identifiers.
 MAX_PREFIX_LENGTH = 32
@@ -28,6 +33,28 @@ class BatchOptions(BaseModel):
 
     max_size: int = Field(default=500, ge=1, le=10_000)
     max_wait: Duration = Field(default=0.05, le=10.0)
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    """What is wrong with the DSN, if anything, without quoting it (it holds the password)."""
+    parts = urlsplit(dsn)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in DSN_SCHEMES or not port_ok:
+        return "must be a postgresql://user:password@host:port/db URL"
+    sslmode = postgres_sslmode(dsn)
+    if sslmode is not None and sslmode not in SSLMODES:
+        return f"sslmode must be one of {', '.join(SSLMODES)}"
+    query = postgres_query(dsn)
+    if query.get("sslrootcert") == "system" and sslmode not in (None, "verify-full"):
+        return "sslrootcert=system needs sslmode=verify-full (or no sslmode)"
+    for key in _TLS_FILES:
+        value = query.get(key)
+        if value and value != "system" and not Path(value).is_file():
+            return f"{key}: {value} is not a file"
+    return None
 
 
 def _problem(key: str, message: str) -> ValidationError:
@@ -66,14 +93,9 @@ class DatabaseOptions(BaseModel):
             raise _problem(
                 "path", "give path (a SQLite file) or dsn (postgresql://...): neither is set"
             )
-        if self.dsn is not None:
-            parts = urlsplit(self.dsn.get_secret_value())
-            try:
-                port_ok = parts.port is None or parts.port > 0
-            except ValueError:
-                port_ok = False
-            if parts.scheme not in DSN_SCHEMES or not port_ok:
-                raise _problem("dsn", "must be a postgresql://user:password@host:port/db URL")
+        problem = _dsn_problem(self.dsn.get_secret_value()) if self.dsn is not None else None
+        if problem:
+            raise _problem("dsn", problem)
         if self.path is not None:
             for key in ("pool_size", "connect_timeout", "command_timeout"):
                 if key in self.model_fields_set:

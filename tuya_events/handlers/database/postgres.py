@@ -7,19 +7,35 @@ CONFLICT`` per table: conflicts are handled by the server, rows cross the wire i
 format. benchmarks/database.py measured it against ``executemany`` and against
 ``INSERT ... SELECT FROM unnest($1::text[], ...)``: it costs the least client CPU per event,
 which is what limits a 2-core machine that also runs the server (see benchmarks/README.md).
+
+TLS: a DSN without ``sslmode`` would get asyncpg's ``prefer``, which falls back to plaintext
+and then sends the password to whoever answers. So a server that is not on this machine (see
+:mod:`tuya_events.config.transport_security` for how that is decided) gets ``verify-full``
+semantics: TLS or nothing, the certificate checked against the DSN's ``sslrootcert`` or the
+system's CAs, and the host name checked; so does ``sslmode=verify-full``. Any other
+``sslmode`` in the DSN is left to asyncpg as written (the daemon warns at start when it allows
+plaintext or skips a check); this machine's server keeps asyncpg's default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import asyncpg
 
+from tuya_events.config.transport_security import (
+    postgres_needs_verified_tls,
+    postgres_query,
+    postgres_remote_hosts,
+    postgres_sslmode,
+)
 from tuya_events.handlers.base import HandlerError
-from tuya_events.handlers.database.errors import classify, is_data_error
+from tuya_events.handlers.database.errors import classify, is_data_error, scrub
 from tuya_events.handlers.database.rows import Record, Rows, batch_rows
 from tuya_events.handlers.database.schema import (
     DEVICE_EVENT_COLUMNS,
@@ -38,6 +54,8 @@ from tuya_events.observability.logging import get_logger
 log = get_logger("tuya_events.handlers.database")
 
 POOL_CLOSE_TIMEOUT = 10.0
+TLS_REFUSED = "database_tls"
+_ALPN = ["postgresql"]  # what PostgreSQL 17 asks for with direct TLS; harmless otherwise
 _INTEGER_COLUMNS = frozenset({"protocol", "partition"})
 # (table, its columns, the conflict clause): the order rows are written in.
 _TABLES = (
@@ -135,6 +153,30 @@ async def _prepare_connection(connection: asyncpg.Connection) -> None:
     await connection.execute(create_staging_tables())
 
 
+def verified_tls(dsn: str) -> ssl.SSLContext:
+    """``verify-full`` as a context: asyncpg's own knows only ``~/.postgresql/root.crt``, not
+    the system's CAs. Honours the DSN's ``sslrootcert`` and client certificate, which asyncpg
+    ignores once it is given a context."""
+    query = postgres_query(dsn)
+    root = query.get("sslrootcert")
+    context = ssl.create_default_context(cafile=None if root in (None, "system") else root)
+    if query.get("sslcert"):
+        context.load_cert_chain(
+            query["sslcert"], query.get("sslkey"), password=query.get("sslpassword")
+        )
+    context.set_alpn_protocols(_ALPN)
+    return context
+
+
+def tls_refused(exc: BaseException) -> bool:
+    """The server will not speak TLS, or its certificate fails the check: trying again will
+    not change that, someone has to fix the server, its CA or the DSN."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    # asyncpg's words when the server answers "N" to the SSLRequest (a test pins them).
+    return isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)
+
+
 class PostgresBackend:
     dialect = POSTGRES
 
@@ -153,6 +195,7 @@ class PostgresBackend:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._secrets = tuple(secrets) or (dsn,)
+        self.verify_tls = postgres_needs_verified_tls(dsn)
         self.schema_version = 0
         self._inserts = insert_from_staging(prefix)
         self._pool: asyncpg.Pool | None = None
@@ -167,7 +210,39 @@ class PostgresBackend:
         except SchemaTooNew:
             raise
         except Exception as exc:
+            if tls_refused(exc):
+                raise self._tls_error(exc) from None
             raise (await self._failed(exc, 1))[0] from None
+
+    def _tls_error(self, exc: BaseException) -> HandlerError:
+        """At start, a server that refuses TLS or fails the check stops the daemon (exit 78):
+        waiting for it would only hide a setup mistake, or someone in the way."""
+        host = urlsplit(self._dsn).hostname or ", ".join(postgres_remote_hosts(self._dsn))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            detail = (
+                f"the TLS certificate of the PostgreSQL server {host} could not be verified "
+                f"({exc.verify_message}); give its CA as sslrootcert=PATH in the DSN, or use the "
+                "host name the certificate is for"
+            )
+        else:
+            detail = f"the PostgreSQL server {host} refused TLS; "
+            detail += (
+                "a server on another machine gets verified TLS unless the DSN says otherwise: "
+                "enable TLS on the server, or accept plaintext explicitly with sslmode=disable"
+                if postgres_sslmode(self._dsn) is None
+                else "the DSN's sslmode requires it"
+            )
+        return HandlerError(TLS_REFUSED, scrub(detail, self._secrets), retryable=False)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """None leaves TLS to asyncpg (the DSN's sslmode, or its default on this machine)."""
+        if not self.verify_tls:
+            return None
+        try:
+            return verified_tls(self._dsn)
+        except (OSError, ssl.SSLError) as exc:
+            detail = f"cannot load the DSN's TLS files: {type(exc).__name__}: {exc}"
+            raise HandlerError(TLS_REFUSED, scrub(detail, self._secrets), retryable=False) from None
 
     async def _ensure(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -180,6 +255,7 @@ class PostgresBackend:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
                 init=_prepare_connection,
+                ssl=self._tls_context(),
             )
         if not self._migrated:
             async with self._migrating:
