@@ -31,9 +31,16 @@ KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
 SECRETS_DIR = "/etc/tuya-events/secrets"
 ACCESS_SECRET = "a" * 32
 
+# Prometheus (kube-prometheus-stack) in the namespace "monitoring", as values.yaml suggests.
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
 # Everything optional turned on at once.
 ALL_ON = {
     "persistence": {"enabled": True, "storageClass": "fast"},
+    "networkPolicy": {"enabled": True, "metricsFrom": [PROMETHEUS_PEER]},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "podMonitor": {"enabled": True},
     "secret": {"existingSecret": "tuya-credentials", "accessSecretKey": "client_secret"},
@@ -141,6 +148,7 @@ def test_everything_enabled_validates_against_kubernetes_schemas(tmp_path: Path)
     assert kinds == sorted(
         [
             "ConfigMap",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "PodMonitor",
             "Service",
@@ -427,3 +435,129 @@ def test_notes_warn_about_missing_credentials_and_the_empty_dir(tmp_path: Path) 
     configured = rendered_notes({**CONFIGURED, "persistence": {"enabled": True}})
     assert "WARNING" not in configured and "emptyDir" not in configured
     assert "StatefulSet" in configured
+
+
+# -- the NetworkPolicy -------------------------------------------------------------------------
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector: every matchLabels pair and matchExpression holds."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        holds = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[expression["operator"]]
+        if not holds:
+            return False
+    return True
+
+
+def admits(policy: dict[str, Any], namespace: str, pod: dict[str, str], port: str) -> bool:
+    """Whether ``policy`` (in the release's namespace, "default") lets a pod with labels ``pod``
+    in ``namespace`` reach ``port``, by NetworkPolicy's rules for pod and namespace peers."""
+    namespace_labels = {"kubernetes.io/metadata.name": namespace}  # set by Kubernetes itself
+    for rule in policy["spec"].get("ingress", []):
+        if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
+            continue
+        if not rule.get("from"):
+            return True  # no peers: everyone
+        for peer in rule["from"]:
+            if "namespaceSelector" not in peer and "podSelector" not in peer:
+                continue  # an ipBlock: not about pods
+            in_namespace = (
+                selects(peer["namespaceSelector"], namespace_labels)
+                if "namespaceSelector" in peer
+                else namespace == "default"
+            )
+            if in_namespace and selects(peer.get("podSelector", {}), pod):
+                return True
+    return False
+
+
+def test_network_policy_is_off_by_default(tmp_path: Path) -> None:
+    """Who scrapes is particular to each cluster: a guessed policy would silently stop it."""
+    assert "NetworkPolicy" not in {doc["kind"] for doc in render(tmp_path)}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["networkPolicy"] == {"enabled": False, "metricsFrom": []}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "pod", "port", "admitted"),
+    [
+        ("monitoring", {"app.kubernetes.io/name": "prometheus"}, "http-metrics", True),
+        ("monitoring", {"app.kubernetes.io/name": "grafana"}, "http-metrics", False),
+        ("default", {"app.kubernetes.io/name": "prometheus"}, "http-metrics", False),
+        ("tenant", {"app.kubernetes.io/name": "prometheus", "x": "y"}, "http-metrics", False),
+        ("monitoring", {"app.kubernetes.io/name": "prometheus"}, "other", False),
+        ("default", {"app.kubernetes.io/name": "tuya-events"}, "http-metrics", False),
+    ],
+)
+def test_network_policy_lets_only_the_named_peers_reach_the_metrics_port(
+    tmp_path: Path, namespace: str, pod: dict[str, str], port: str, admitted: bool
+) -> None:
+    docs = render(tmp_path, ALL_ON)
+    policy = by_kind(docs)["NetworkPolicy"]
+    assert admits(policy, namespace, pod, port) is admitted
+
+
+def test_network_policy_selects_the_chart_s_pods_and_their_real_port(tmp_path: Path) -> None:
+    docs = render(tmp_path, ALL_ON)
+    policy = by_kind(docs)["NetworkPolicy"]
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(policy, version, strict=True)
+    pod_labels = workload(docs)["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress is left alone
+    (rule,) = policy["spec"]["ingress"]
+    (port,) = rule["ports"]
+    assert port["port"] in {p["name"] for p in container(docs)["ports"]}
+    assert rule["from"] == [PROMETHEUS_PEER]
+    # A different service.port moves the container port; the policy names it, so it follows.
+    moved = render(tmp_path, {**ALL_ON, "service": {"port": 9100}})
+    assert by_kind(moved)["NetworkPolicy"]["spec"]["ingress"] == policy["spec"]["ingress"]
+
+
+def test_network_policy_passes_any_kind_of_peer_through(tmp_path: Path) -> None:
+    peers = [
+        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {"key": "team", "operator": "In", "values": ["observability", "sre"]}
+                ]
+            }
+        },
+        {"podSelector": {"matchLabels": {"app": "vmagent"}}},
+    ]
+    values = {"networkPolicy": {"enabled": True, "metricsFrom": peers}}
+    (policy,) = [doc for doc in render(tmp_path, values) if doc["kind"] == "NetworkPolicy"]
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(policy, version, strict=True)
+    assert policy["spec"]["ingress"][0]["from"] == peers
+    assert admits(policy, "default", {"app": "vmagent"}, "http-metrics")
+    assert not admits(policy, "elsewhere", {"app": "vmagent"}, "http-metrics")
+
+
+@pytest.mark.parametrize(
+    ("metrics_from", "message"),
+    [
+        ([], "networkPolicy.enabled needs networkPolicy.metricsFrom"),
+        (None, "networkPolicy.metricsFrom must be a list"),
+        ({"podSelector": {}}, "networkPolicy.metricsFrom must be a list"),
+        ("prometheus", "networkPolicy.metricsFrom must be a list"),
+    ],
+)
+def test_network_policy_without_a_list_of_peers_is_refused_naming_the_key(
+    tmp_path: Path, metrics_from: Any, message: str
+) -> None:
+    """Rendering ``from: []`` would let every pod in; no rendering at all is the safe answer."""
+    values = values_file(
+        tmp_path, {"networkPolicy": {"enabled": True, "metricsFrom": metrics_from}}
+    )
+    result = helm("template", "r", str(CHART), *values, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr

@@ -513,6 +513,27 @@ def runtime() -> list[Panel]:
             unit="ops",
             width=6,
         ),
+        timeseries(
+            "HTTP listener",
+            "The /metrics and probe listener: open connections, the ones it closed itself per "
+            "second (header_timeout: no complete request header in time; evicted: to make room "
+            "at the connection limit; rejected) and failed accept() calls per second (out of "
+            "file descriptors). Normally a connection or two and zeros; more means clients "
+            "holding connections open, or the process out of descriptors (docs/operating.md).",
+            [
+                (f"tuya_events_http_connections{{{SEL}}}", "open {{instance}}"),
+                (
+                    f"sum by (instance, reason) "
+                    f"(rate(tuya_events_http_connections_dropped_total{{{SEL}}}{RATE}))",
+                    "{{reason}} {{instance}}",
+                ),
+                (
+                    f"rate(tuya_events_http_accept_failures_total{{{SEL}}}{RATE})",
+                    "failed accepts {{instance}}",
+                ),
+            ],
+            width=24,
+        ),
     ]
 
 

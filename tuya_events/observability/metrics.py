@@ -147,6 +147,29 @@ class Metrics:
         )
         for outcome in ("success", "failure"):  # so increase() sees the first failure
             self.openapi_token_refreshes.labels(outcome)
+        self._http_listener_metrics(r)
+
+    def _http_listener_metrics(self, r: CollectorRegistry) -> None:
+        """The /metrics listener itself (observability/http.py): its connection bounds at work."""
+        self.http_connections = Gauge(
+            f"{PREFIX}_http_connections", "Open connections on the HTTP listener.", registry=r
+        )
+        self.http_connections_dropped = Counter(
+            f"{PREFIX}_http_connections_dropped",
+            "Connections the HTTP listener closed itself: header_timeout (no complete request "
+            "header in time), evicted (the oldest idle one, to make room at the connection "
+            "limit), rejected (at the limit with every connection in a request).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("header_timeout", "evicted", "rejected"):
+            self.http_connections_dropped.labels(reason)
+        self.http_accept_failures = Counter(
+            f"{PREFIX}_http_accept_failures",
+            "Failed accept() calls on the HTTP listener for lack of file descriptors or memory "
+            "(EMFILE, ENFILE, ENOBUFS, ENOMEM); the kernel holds or drops those connections.",
+            registry=r,
+        )
 
     def bind_gauges(
         self, in_flight: Callable[[], float], last_message: Callable[[], float]
