@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from tests import vectors as v
+from tuya_events.cli.run import exit_code
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
-from tuya_events.daemon import Daemon
+from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.pipeline.delivery import Delivery
@@ -132,7 +133,7 @@ class Harness:
         ).open()
         routes = [h if isinstance(h, Route) else Route(h) for h in handlers]
         self.daemon = Daemon(settings, self.source, routes, self.store)
-        self.task: asyncio.Task[int] | None = None
+        self.task: asyncio.Task[Stopped] | None = None
 
     async def __aenter__(self) -> Harness:
         self.task = asyncio.get_running_loop().create_task(self.daemon.run())
@@ -148,9 +149,10 @@ class Harness:
         return value or 0.0
 
     async def stop(self) -> int:
+        """The exit code ``tuya-events run`` would give for how the daemon stopped."""
         self.daemon.request_stop()
         assert self.task is not None
-        return await self.task
+        return exit_code(await self.task)
 
     async def __aexit__(self, *exc: object) -> None:
         if self.task is not None and not self.task.done():

@@ -12,7 +12,7 @@ from tests import vectors as v
 from tests.e2e_handlers import read_records
 from tests.pipeline_support import status_message, wait_until
 from tuya_events.config import load_settings
-from tuya_events.daemon import Daemon
+from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
@@ -63,7 +63,7 @@ def fill_dead_letters(config: Path, messages: list[tuple[bytes, dict[str, str]]]
                 source.publish(body, properties)
             await wait_until(lambda: len(source.acknowledged) == len(messages))
             daemon.request_stop()
-            assert await task == 0
+            assert await task is Stopped.DRAINED
 
     asyncio.run(scenario())
 

@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import gc
 import os
 import signal
 from collections.abc import Sequence
 
-from tuya_events.cli import exits
-from tuya_events.config.errors import ConfigError
+from tuya_events.assembly import build_pipeline, started_handlers
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import log_insecure_transports
-from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
-from tuya_events.observability.redact import REDACTOR
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.delivery import Delivery
-from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
-from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.pipeline.pipeline import DeadLetterSink, Route
 from tuya_events.transport.base import Source
-from tuya_events.tuya.codec import TuyaCodec, parse_protocol
 
 log = get_logger("tuya_events.daemon")
 
@@ -49,12 +45,11 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, second, third)
 
 
-class HandlerStartError(Exception):
-    """A handler could not start for a reason other than an outage; the daemon cannot run."""
+class Stopped(enum.Enum):
+    """How a run ended; the command maps it to an exit code."""
 
-    def __init__(self, handler: str, detail: str) -> None:
-        super().__init__(f"handler {handler!r} could not start: {detail}")
-        self.handler = handler
+    DRAINED = "drained"  # every received message was finished
+    TIMED_OUT = "timed_out"  # the shutdown timeout left some unacknowledged, for redelivery
 
 
 class Daemon:
@@ -72,21 +67,8 @@ class Daemon:
         self.routes = list(routes)
         self.dead_letters = dead_letters
         self.metrics = metrics or Metrics()
-        self.codec = TuyaCodec(
-            settings.tuya.access_secret.get_secret_value(),
-            sign_check=settings.tuya.sign_check,
-            on_sign_mismatch=self._sign_mismatch,
-        )
-        self.pipeline = Pipeline(
-            self.codec,
-            self.routes,
-            dead_letters,
-            self._acknowledge,
-            RetryPolicy(settings.retry),
-            self.metrics,
-            max_in_flight=settings.consumer.max_in_flight,
-            dedupe_capacity=settings.consumer.dedupe_cache_size,
-            keep_plaintext=settings.dead_letter.store_plaintext,
+        self.pipeline = build_pipeline(
+            settings, self.routes, dead_letters, self._acknowledge, self.metrics
         )
         self.health = Health(
             connected=source.connected,
@@ -100,21 +82,11 @@ class Daemon:
         self.systemd = SystemdNotifier()
         self._stop = asyncio.Event()
         self._signals = 0
-        self._sign_mismatches_logged = 0
 
     # -- hooks --------------------------------------------------------------------------------
 
     def _acknowledge(self, delivery: Delivery, dead_lettered: bool) -> None:
         self.source.acknowledge(delivery)
-
-    def _sign_mismatch(self, envelope: dict) -> None:
-        self.metrics.sign_mismatches.inc()
-        if self._sign_mismatches_logged < 10:  # a wrong formula would otherwise flood the log
-            self._sign_mismatches_logged += 1
-            log.warning(
-                "envelope sign does not match (sign_check: log)",
-                protocol=parse_protocol(envelope.get("protocol")),  # never a nested value
-            )
 
     def request_stop(self, signum: int | None = None) -> None:
         self._signals += 1
@@ -131,8 +103,11 @@ class Daemon:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def run(self, stop_after: float | None = None) -> int:
-        """Run until stopped (or for ``stop_after`` seconds); the exit code tells how it ended."""
+    async def run(self, stop_after: float | None = None) -> Stopped:
+        """Run until stopped (or for ``stop_after`` seconds); say how it ended.
+
+        Raises :class:`~tuya_events.assembly.HandlerStartError` when a handler cannot start.
+        """
         log_insecure_transports(self.settings)
         loop = asyncio.get_running_loop()
         if stop_after is not None:
@@ -145,46 +120,21 @@ class Daemon:
         if self.http is not None:
             await self.http.start()
             log.info("http listening", address=f"{self.http.host}:{self.http.port}")
-        started: list[Handler] = []
         try:
-            for route in self.routes:
+            async with started_handlers(self.routes):
+                await self.source.start()
+                self.health.started = True
+                monitor = loop.create_task(self._watch_connection())
+                names = [route.name for route in self.routes]
+                log.info("consuming", handlers=names)
+                self.systemd.ready(f"consuming; handlers: {', '.join(names)}")
+                _tune_gc()
                 try:
-                    await route.handler.start()
-                except (ConfigError, asyncio.CancelledError):
-                    raise
-                except HandlerError as exc:
-                    # An outage at start is like one later: its events wait and are retried.
-                    log.warning(
-                        "handler could not start; its events will be retried",
-                        handler=route.name,
-                        reason=exc.reason,
-                        error=REDACTOR(exc.message),
-                    )
-                except Exception as exc:
-                    raise HandlerStartError(
-                        route.name, REDACTOR(f"{type(exc).__name__}: {exc}")
-                    ) from exc
-                started.append(route.handler)
-            await self.source.start()
-            self.health.started = True
-            monitor = loop.create_task(self._watch_connection())
-            names = [route.name for route in self.routes]
-            log.info("consuming", handlers=names)
-            self.systemd.ready(f"consuming; handlers: {', '.join(names)}")
-            _tune_gc()
-            try:
-                await self._receive_until_stopped()
-            finally:
-                monitor.cancel()
-            return await self._drain()
+                    await self._receive_until_stopped()
+                finally:
+                    monitor.cancel()
+                return await self._drain()
         finally:
-            for handler in reversed(started):
-                try:
-                    await handler.stop()
-                except Exception as exc:
-                    log.error(
-                        "handler failed to stop cleanly", handler=handler.name, error=str(exc)
-                    )
             await self.source.close()
             if self.http is not None:
                 await self.http.stop()
@@ -204,11 +154,11 @@ class Daemon:
             for delivery in batch:
                 pipeline.submit(delivery)
 
-    async def _drain(self) -> int:
+    async def _drain(self) -> Stopped:
         timeout = self.settings.consumer.shutdown_timeout
         if await self.pipeline.join(timeout):
             log.info("stopped cleanly: every received message was finished")
-            return exits.OK
+            return Stopped.DRAINED
         left = self.pipeline.in_flight
         await self.pipeline.cancel()
         log.warning(
@@ -216,7 +166,7 @@ class Daemon:
             unfinished=left,
             shutdown_timeout=timeout,
         )
-        return exits.TEMPFAIL
+        return Stopped.TIMED_OUT
 
     async def _watch_connection(self) -> None:
         was_connected: bool | None = None

@@ -269,6 +269,11 @@ def run_replay(args: argparse.Namespace) -> int:
             raise
         raise CliError("replay is not available in this version of tuya-events", SOFTWARE) from None
     progress = not args.no_progress and sys.stderr.isatty()
+    from tuya_events.assembly import HandlerStartError
+
     with _opened(path, settings.dead_letter.store_plaintext) as store:
-        result = replay_records(settings, store, filters, progress)
+        try:
+            result = replay_records(settings, store, filters, progress)
+        except HandlerStartError as exc:
+            raise CliError(str(exc), SOFTWARE) from None
     return _report(result)

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import sys
 
+from tuya_events.assembly import HandlerStartError
 from tuya_events.cli import exits
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
-from tuya_events.daemon import Daemon, HandlerStartError
+from tuya_events.daemon import Daemon, Stopped
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
@@ -18,6 +19,13 @@ from tuya_events.observability.redact import REDACTOR
 from tuya_events.transport.base import Source
 
 log = get_logger("tuya_events.cli.run")
+
+EXIT_CODES = {Stopped.DRAINED: exits.OK, Stopped.TIMED_OUT: exits.TEMPFAIL}
+
+
+def exit_code(stopped: Stopped) -> int:
+    """0 when every received message was finished, 75 when some are left for redelivery."""
+    return EXIT_CODES[stopped]
 
 
 def add_parser(
@@ -51,7 +59,7 @@ def run_daemon(settings: Settings, source: Source, stop_after: float | None = No
     with store:
         metrics.dead_letter_records.set(store.count())
         daemon = Daemon(settings, source, routes, store, metrics)
-        return asyncio.run(daemon.run(stop_after))
+        return exit_code(asyncio.run(daemon.run(stop_after)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,23 +8,20 @@ decode stage replays every handler the event is routed to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
 
+from tuya_events.assembly import build_pipeline, started_handlers
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
 from tuya_events.deadletter.filters import RecordFilter
 from tuya_events.deadletter.store import DeadLetterStore
-from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.delivery import Delivery
-from tuya_events.pipeline.pipeline import HANDLER_STAGE, Pipeline
-from tuya_events.pipeline.policy import RetryPolicy
-from tuya_events.tuya.codec import TuyaCodec
+from tuya_events.pipeline.pipeline import HANDLER_STAGE
 
 PROGRESS_INTERVAL = 0.2
 
@@ -85,24 +82,8 @@ async def _replay(
             result.replayed += 1
         meter.show(result.replayed + result.failed_again + result.skipped)
 
-    codec = TuyaCodec(
-        settings.tuya.access_secret.get_secret_value(), sign_check=settings.tuya.sign_check
-    )
-    pipeline = Pipeline(
-        codec,
-        routes,
-        store,
-        acknowledge,
-        RetryPolicy(settings.retry),
-        metrics,
-        max_in_flight=settings.consumer.max_in_flight,
-        dedupe_capacity=settings.consumer.dedupe_cache_size,
-        keep_plaintext=settings.dead_letter.store_plaintext,
-    )
-    for route in routes:
-        with contextlib.suppress(HandlerError):  # retried per event, as in the daemon
-            await route.handler.start()
-    try:
+    pipeline = build_pipeline(settings, routes, store, acknowledge, metrics)
+    async with started_handlers(routes):
         for record in store.iter(filters):
             only = record.handler if record.stage == HANDLER_STAGE else None
             if only is not None and only not in configured:
@@ -113,8 +94,5 @@ async def _replay(
             record_of[id(delivery)] = record.id
             pipeline.submit(delivery, only_handler=only)
         await pipeline.join()
-    finally:
-        for route in reversed(routes):
-            await route.handler.stop()
     meter.show(result.replayed + result.failed_again + result.skipped, final=True)
     return result

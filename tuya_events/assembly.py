@@ -1,0 +1,124 @@
+"""One way to put the daemon's parts together, for every command that runs messages through
+handlers: ``run`` and ``demo`` (through :class:`~tuya_events.daemon.Daemon`), ``dlq replay``, and
+the commands after them.
+
+Each builds its codec and pipeline with :func:`build_pipeline` and starts and stops its handlers
+with :func:`started_handlers`, so none can forget a piece: the sign-mismatch report, the dedupe
+cache size, the plaintext setting, stopping what was started when a later handler fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from tuya_events.config.errors import ConfigError
+from tuya_events.config.settings import Settings
+from tuya_events.handlers.base import Handler, HandlerError
+from tuya_events.observability.logging import get_logger
+from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.delivery import Delivery
+from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
+from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.tuya.codec import TuyaCodec, parse_protocol
+
+log = get_logger("tuya_events.assembly")
+
+SIGN_MISMATCHES_LOGGED = 10  # a wrong formula would otherwise flood the log
+
+
+class HandlerStartError(Exception):
+    """A handler could not start for a reason other than an outage; the command cannot run."""
+
+    def __init__(self, handler: str, detail: str) -> None:
+        super().__init__(f"handler {handler!r} could not start: {detail}")
+        self.handler = handler
+
+
+class SignMismatchReport:
+    """``sign_check: log``: every mismatch counted, the first few logged."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._logged = 0
+
+    def __call__(self, envelope: dict[str, Any]) -> None:
+        self._metrics.sign_mismatches.inc()
+        if self._logged < SIGN_MISMATCHES_LOGGED:
+            self._logged += 1
+            log.warning(
+                "envelope sign does not match (sign_check: log)",
+                protocol=parse_protocol(envelope.get("protocol")),  # never a nested value
+            )
+
+
+def build_codec(settings: Settings, metrics: Metrics) -> TuyaCodec:
+    return TuyaCodec(
+        settings.tuya.access_secret.get_secret_value(),
+        sign_check=settings.tuya.sign_check,
+        on_sign_mismatch=SignMismatchReport(metrics),
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    routes: Sequence[Route],
+    dead_letters: DeadLetterSink,
+    acknowledge: Callable[[Delivery, bool], None],
+    metrics: Metrics,
+) -> Pipeline:
+    """The codec and the pipeline exactly as the configuration asks, whoever runs them."""
+    return Pipeline(
+        build_codec(settings, metrics),
+        routes,
+        dead_letters,
+        acknowledge,
+        RetryPolicy(settings.retry),
+        metrics,
+        max_in_flight=settings.consumer.max_in_flight,
+        dedupe_capacity=settings.consumer.dedupe_cache_size,
+        keep_plaintext=settings.dead_letter.store_plaintext,
+    )
+
+
+@contextlib.asynccontextmanager
+async def started_handlers(routes: Sequence[Route]) -> AsyncIterator[list[Handler]]:
+    """Start every route's handler in order; on leaving, stop those that started, in reverse.
+
+    An outage at start (:class:`HandlerError`) is like one later: the handler counts as started
+    and its events wait and are retried. Anything else raises :class:`HandlerStartError` naming
+    the handler, after the ones already started were stopped.
+    """
+    started: list[Handler] = []
+    try:
+        for route in routes:
+            try:
+                await route.handler.start()
+            except (ConfigError, asyncio.CancelledError):
+                raise
+            except HandlerError as exc:
+                log.warning(
+                    "handler could not start; its events will be retried",
+                    handler=route.name,
+                    reason=exc.reason,
+                    error=REDACTOR(exc.message),
+                )
+            except Exception as exc:
+                raise HandlerStartError(
+                    route.name, REDACTOR(f"{type(exc).__name__}: {exc}")
+                ) from exc
+            started.append(route.handler)
+        yield started
+    finally:
+        for handler in reversed(started):
+            try:
+                await handler.stop()
+            except Exception as exc:
+                log.error(
+                    "handler failed to stop cleanly",
+                    handler=handler.name,
+                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+                )
