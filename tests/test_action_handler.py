@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import structlog
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
 
 from tests import vectors as v
 from tests.fake_tuya_openapi import PUSH_PATH, FakeTuyaOpenApi
@@ -25,7 +29,7 @@ from tests.pipeline_support import ENCODER, Harness, wait_until
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
-from tuya_events.handlers.action import ActionHandler
+from tuya_events.handlers.action import ActionHandler, path_problem
 from tuya_events.handlers.base import BaseHandler
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.handlers.templating import Scope, TemplateError, compile_template
@@ -818,3 +822,90 @@ def test_templates_read_biz_data_and_fail_loudly_on_missing_values() -> None:
 def test_template_mistakes_are_found_at_config_time(template: Any, words: str) -> None:
     with pytest.raises(ValueError, match=re.escape(words)):
         compile_template(template)
+
+
+# -- the path guard: an event's values never steer a request to another path --------------------
+
+# Values an event may carry (devId is the device's, or whoever forged the report) that would
+# change the path once a client, proxy or server normalises or decodes it.
+HOSTILE_SEGMENTS = [
+    ".",
+    "..",
+    "...",
+    "%2e%2e",
+    "%2E",
+    ".%2e",
+    "a\\b",
+    "..\\x",
+    "..;",
+    "a;b",
+    " ",
+    "a b",
+    "\t",
+    "é",
+    "a\x00b",
+]
+PATH_FORMS = [
+    {"command": {"code": "switch_1", "value": True}},  # device_id: "{event.device_id}"
+    {"call": {"method": "GET", "path": "/v1.0/devices/{event.device_id}/logs"}},
+    {"call": {"method": "GET", "path": "/v1.0/devices/.{event.device_id}/logs"}},
+]
+
+
+@pytest.mark.parametrize("device", HOSTILE_SEGMENTS)
+def test_a_device_id_that_would_change_the_path_never_reaches_the_api(
+    tmp_path: Path, server: FakeTuyaOpenApi, device: str
+) -> None:
+    rules = [{"name": f"form{i}", "when": {}, "then": step} for i, step in enumerate(PATH_FORMS)]
+    settings, handlers = build(tmp_path, server, [action(*rules)])
+
+    async def scenario(h: Harness) -> list[Any]:
+        h.source.publish(*door(device, 1), key="door")
+        await settled(h, 1)
+        return h.store.list()
+
+    [record] = run(settings, handlers, scenario)
+    assert record.reason == "template"  # dead-lettered at once, every rule refused
+    assert all(f"rule form{i}: " in record.message for i in range(len(PATH_FORMS)))
+    assert record.message.count("path") >= len(PATH_FORMS)
+    assert [r.path for r in server.received if not r.path.startswith("/v1.0/token")] == []
+
+
+@pytest.mark.parametrize(
+    ("step", "key"),
+    [
+        ({"call": {"method": "GET", "path": "/v1.0/devices/../users"}}, "call.path"),
+        ({"call": {"method": "GET", "path": "/v1.0//devices"}}, "call.path"),
+        ({"call": {"method": "GET", "path": "/v1.0/%2e%2e/users"}}, "call.path"),
+        ({"call": {"method": "GET", "path": "/v1.0/a\\b"}}, "call.path"),
+        ({"call": {"method": "GET", "path": "/v1.0/..;/users"}}, "call.path"),
+        ({"call": {"method": "GET", "path": "/v1.0/devices/"}}, "call.path"),
+        ({"command": {"device_id": "..", "code": "c", "value": 1}}, "command.device_id"),
+        ({"command": {"device_id": ".", "code": "c", "value": 1}}, "command.device_id"),
+        ({"command": {"device_id": "%2e%2e", "code": "c", "value": 1}}, "command.device_id"),
+        ({"command": {"device_id": "a b", "code": "c", "value": 1}}, "command.device_id"),
+        (
+            {"command": {"path": "/v1.0/../{device_id}/commands", "code": "c", "value": 1}},
+            "command.path",
+        ),
+    ],
+)
+def test_a_path_that_could_reach_another_one_is_a_config_error(
+    tmp_path: Path, step: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(tmp_path, None, [action({"when": {}, "then": step})])
+    problems = dict(caught.value.problems)
+    assert list(problems) == [f"handlers[0].rules[0].then[0].{key}"], problems
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@given(segment=st.text(max_size=6))
+def test_every_path_the_guard_accepts_is_sent_exactly_as_signed(segment: str) -> None:
+    """Whatever a value holds: if the guard lets the path through, the HTTP client (yarl, as the
+    OpenAPI client uses it) sends exactly that path, which is the one that was signed."""
+    path = f"/v1.0/devices/{segment}/commands"
+    if path_problem(path) is None:
+        url = URL("https://openapi.example" + path)
+        assert url.raw_path == path and url.path == path
+        assert segment.strip(".")  # never a dot segment

@@ -198,3 +198,35 @@ def test_run_exits_70_naming_a_handler_that_cannot_start(tmp_path: Path) -> None
     assert result.returncode == 70, result.stderr
     assert "handler 'recorder' could not start: FileNotFoundError" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "says"),
+    [
+        ("taken", 69, "is in use"),  # an old instance may still hold it: worth a restart
+        ("192.0.2.1", 78, "http.listen"),  # not an address of this host: the operator's to fix
+    ],
+)
+def test_run_names_an_http_listen_address_it_cannot_take(
+    tmp_path: Path, where: str, code: int, says: str
+) -> None:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        listen = f"127.0.0.1:{port}" if where == "taken" else f"{where}:{port}"
+        config = write_config(
+            tmp_path,
+            f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n"
+            "  pulsar_url: pulsar://127.0.0.1:1\n"
+            f"http:\n  listen: '{listen}'\ndead_letter:\n  path: {tmp_path / 'dl.sqlite3'}\n",
+        )
+        result = tuya_events("run", "-c", str(config))
+    finally:
+        holder.close()
+    assert result.returncode == code, result.stderr
+    assert says in result.stderr and listen in result.stderr
+    assert "Traceback" not in result.stderr

@@ -507,3 +507,86 @@ def test_close_then_use_reopens_lazily(tmp_path: Path) -> None:
     assert store.put(delivery(), failure()) == 1
     assert store.count() == 1
     store.close()
+
+
+# -- permissions: the store may hold device data -------------------------------------------------
+
+UNDER_UMASK_022 = textwrap.dedent(
+    """
+    import json, os, sqlite3, stat, sys
+    from pathlib import Path
+    from tuya_events.deadletter import DeadLetterStore
+    from tuya_events.pipeline.delivery import Delivery, Failure
+
+    os.umask(0o022)  # outside systemd: what a login shell or a container usually has
+    top = Path(sys.argv[1])
+    path = top / "state" / "tuya" / "dlq.sqlite3"
+    modes = {}
+
+    def note():
+        for found in sorted(top.rglob("*")):
+            modes[str(found.relative_to(top))] = stat.S_IMODE(found.stat().st_mode)
+
+    (top / "control").touch()  # what the umask alone gives a new file
+    with DeadLetterStore(path, store_plaintext=True) as store:
+        store.put(
+            Delivery(body=b"cipher", properties={}, message_id="m-1"),
+            Failure(stage="handler", reason="timeout", message="slow", handler="webhook"),
+            device_id="dev-1",
+            plaintext=b'{"devId": "dev-1", "status": [{"code": "door", "value": true}]}',
+        )
+        note()  # -wal and -shm exist while it is open
+    # A rollback journal, as any other SQLite client may leave next to it.
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = PERSIST")
+    connection.execute("DELETE FROM dead_letters")
+    connection.close()
+    note()
+    print(json.dumps(modes))
+    """
+)
+
+
+def test_the_store_and_its_side_files_are_private_under_a_umask_of_022(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", UNDER_UMASK_022, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    modes = json.loads(result.stdout)
+    assert modes.pop("control") == 0o644  # the umask really was 022
+    store = "state/tuya/dlq.sqlite3"
+    assert {name: oct(mode) for name, mode in modes.items()} == {
+        "state": "0o700",
+        "state/tuya": "0o700",
+        store: "0o600",
+        f"{store}-wal": "0o600",
+        f"{store}-shm": "0o600",
+        f"{store}-journal": "0o600",
+    }
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
+    """Only what the store creates is made private: a directory the operator made is theirs."""
+    tmp_path.chmod(0o755)
+    with DeadLetterStore(tmp_path / "dlq.sqlite3") as store:
+        store.count()
+    assert tmp_path.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "dlq.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("field", ["partition", "publish_time_ms", "redelivery_count"])
+@pytest.mark.parametrize("value", [2**63, 2**70, -(2**63) - 1])
+def test_a_number_beyond_sqlite_integers_is_clamped_not_a_failed_write(
+    tmp_path: Path, field: str, value: int
+) -> None:
+    """A broker's garbage time (beyond 64 bits) must not make the write that keeps the message
+    fail: the record is written, the number clamped to SQLite's range."""
+    with DeadLetterStore(tmp_path / "dlq.sqlite3") as store:
+        record_id = store.put(delivery(**{field: value}), failure(attempts=2**64))
+        record = store.get(record_id)
+    assert record is not None
+    assert getattr(record, field) == (2**63 - 1 if value > 0 else -(2**63))
+    assert record.attempts == 2**63 - 1 and record.body == BODY

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import gc
 import os
 import signal
 from collections.abc import Sequence
 
 from tuya_events.assembly import build_pipeline, started_handlers
+from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.observability.health import Health
@@ -43,6 +45,10 @@ def _tune_gc() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(10_000, second, third)
+
+
+class ListenerUnavailable(Exception):
+    """The HTTP listener's address is taken (by an old instance, say): worth a restart later."""
 
 
 class Stopped(enum.Enum):
@@ -118,8 +124,7 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self.request_stop, signum)
         if self.http is not None:
-            await self.http.start()
-            log.info("http listening", address=f"{self.http.host}:{self.http.port}")
+            await self._listen(self.http)
         try:
             async with started_handlers(self.routes):
                 await self.source.start()
@@ -139,6 +144,20 @@ class Daemon:
             if self.http is not None:
                 await self.http.stop()
             self.systemd.close()
+
+    async def _listen(self, http: HttpServer) -> None:
+        """Start the HTTP listener; an address it cannot take is the operator's to fix."""
+        address = f"{http.host}:{http.port}"
+        try:
+            await http.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:  # may clear once an old instance is gone
+                raise ListenerUnavailable(
+                    f"http.listen: {address} is in use (another instance, or another program)"
+                ) from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError([("http.listen", f"cannot listen on {address}: {reason}")]) from None
+        log.info("http listening", address=f"{http.host}:{http.port}")
 
     async def _receive_until_stopped(self) -> None:
         pipeline, source, health, systemd = self.pipeline, self.source, self.health, self.systemd

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import os
 import sys
 from typing import Any
@@ -13,11 +12,20 @@ import orjson
 
 from tuya_events.cli.exits import DATA_ERROR, USAGE, CliError
 from tuya_events.config import load_settings
-from tuya_events.tuya.codec import EM_ECB, EM_GCM, TuyaCodec, encryption_mode, parse_protocol
-from tuya_events.tuya.errors import BAD_ENVELOPE, BAD_JSON, DecodeError
+from tuya_events.observability.redact import REDACTOR
+from tuya_events.tuya.codec import (
+    EM_ECB,
+    EM_GCM,
+    EM_PROPERTY,
+    TuyaCodec,
+    encryption_mode,
+    parse_protocol,
+)
+from tuya_events.tuya.errors import BAD_ENVELOPE, BAD_JSON, UNKNOWN_EM, DecodeError
 from tuya_events.tuya.events import build_event
 
 SECRET_ENV = "TUYA_ACCESS_SECRET"
+SECRET_LENGTH = 24  # the AES-128 key is the secret's characters 8..24
 
 
 def add_parser(
@@ -45,21 +53,51 @@ def add_parser(
     parser.set_defaults(handler=run)
 
 
-def _secret(args: argparse.Namespace) -> str:
+def _secret(args: argparse.Namespace) -> tuple[str, str]:
+    """The access secret and where it came from (for an error that names the source)."""
     if args.access_secret:
-        return args.access_secret
+        return args.access_secret, "--access-secret"
     if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV]
+        return os.environ[SECRET_ENV], f"${SECRET_ENV}"
     if args.config:
-        return load_settings(args.config).tuya.access_secret.get_secret_value()
+        secret = load_settings(args.config).tuya.access_secret
+        return secret.get_secret_value(), "tuya.access_secret"
     raise CliError(
         f"no access secret: pass --access-secret, set ${SECRET_ENV}, or give -c CONFIG", USAGE
     )
 
 
+def _codec(args: argparse.Namespace) -> TuyaCodec:
+    """A codec for the given secret; a secret that cannot make the AES key is a usage error
+    (the message never quotes the secret)."""
+    secret, source = _secret(args)
+    if len(secret) < SECRET_LENGTH or not secret.isascii():
+        raise CliError(
+            f"{source} is not an access secret: Tuya's are {SECRET_LENGTH}+ ASCII characters "
+            "(the AES key is characters 9 to 24)",
+            USAGE,
+        )
+    REDACTOR.add([secret])  # masked in any traceback a bug might still print
+    return TuyaCodec(secret)
+
+
 def _read_input(value: str) -> str:
-    text = sys.stdin.read() if value == "-" else value
-    return text.strip()
+    if value != "-":
+        return value.strip()
+    try:
+        return sys.stdin.buffer.read().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DecodeError(BAD_ENVELOPE, "stdin is not UTF-8 text") from None
+
+
+def _frame_em(properties: Any) -> str:
+    """The frame's ``em``; anything but a string is a malformed frame, not a crash."""
+    if not isinstance(properties, dict):
+        return encryption_mode(None)
+    em = properties.get(EM_PROPERTY)
+    if em is not None and not isinstance(em, str):
+        raise DecodeError(UNKNOWN_EM, f"the frame's 'em' property is a {type(em).__name__}")
+    return encryption_mode(properties)
 
 
 def _unwrap(text: str, em_option: str | None) -> tuple[str, str | None, dict[str, Any] | None]:
@@ -71,21 +109,21 @@ def _unwrap(text: str, em_option: str | None) -> tuple[str, str | None, dict[str
     except orjson.JSONDecodeError:
         raise DecodeError(BAD_ENVELOPE, "INPUT starts with '{' but is not valid JSON") from None
     if isinstance(document, dict) and isinstance(document.get("payload"), str):
-        properties = document.get("properties") or {}
+        properties = document.get("properties")
         try:
             document = orjson.loads(base64.b64decode(document["payload"], validate=True))
-        except (binascii.Error, orjson.JSONDecodeError):
+        except (ValueError, orjson.JSONDecodeError):  # binascii.Error, or non-ASCII text
             raise DecodeError(
                 BAD_ENVELOPE, "the frame's payload is not base64 of a JSON envelope"
             ) from None
-        em_option = em_option or encryption_mode(properties if isinstance(properties, dict) else {})
+        em_option = em_option or _frame_em(properties)
     if not isinstance(document, dict) or not isinstance(document.get("data"), str):
         raise DecodeError(BAD_ENVELOPE, "the JSON has no 'data' string (nor a frame 'payload')")
     return document["data"], em_option or EM_ECB, document
 
 
 def run(args: argparse.Namespace) -> int:
-    codec = TuyaCodec(_secret(args))
+    codec = _codec(args)
     try:
         data, em, envelope = _unwrap(_read_input(args.input), args.em)
         plain = codec.decrypt_data(data, em)

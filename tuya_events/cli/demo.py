@@ -11,6 +11,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from tuya_events.cli import exits
+from tuya_events.cli.exits import CliError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.types import parse_listen_address
 from tuya_events.observability.logging import configure_logging, get_logger
@@ -64,6 +66,7 @@ def demo_settings(state_dir: Path, http: str):  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     from tuya_events.cli.run import run_daemon
+    from tuya_events.daemon import ListenerUnavailable
     from tuya_events.simulator import SimulatedSource
     from tuya_events.tuya.codec import TuyaEncoder
 
@@ -83,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         database=str(state_dir / "events.sqlite3"),
         stop="Ctrl-C" if args.duration is None else f"after {args.duration:g}s",
     )
-    code = run_daemon(settings, source, stop_after=args.duration)
+    try:
+        code = run_daemon(settings, source, stop_after=args.duration)
+    except ListenerUnavailable as exc:
+        raise CliError(f"{exc}; pick another with --http HOST:PORT", exits.UNAVAILABLE) from None
     log.info(
         "demo finished",
         messages_sent=source.simulator.sent,

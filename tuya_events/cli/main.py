@@ -1,19 +1,22 @@
 """Entry point: parse arguments, run one subcommand, turn known failures into exit codes.
 
 No traceback for a user's mistake: configuration problems exit 78, undecodable input 65, other
-known failures with their own code. Only a bug shows a traceback (exit 70).
+known failures with their own code. Only a bug shows a traceback (exit 70), with every known
+secret masked: it is meant to be pasted into a bug report.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from tuya_events import __version__
 from tuya_events.cli import api, check_config, decrypt, demo, dlq, health, run
-from tuya_events.cli.exits import CONFIG, DATA_ERROR, INTERRUPTED, CliError
+from tuya_events.cli.exits import CONFIG, DATA_ERROR, INTERRUPTED, SOFTWARE, CliError
 from tuya_events.config import ConfigError
+from tuya_events.observability.redact import REDACTOR
 from tuya_events.tuya.errors import DecodeError
 
 SUBCOMMANDS = (run, demo, check_config, decrypt, dlq, health, api)
@@ -57,6 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as error:
+        return _internal_error(error)
+
+
+def _internal_error(error: Exception) -> int:
+    """A bug of ours: the masked traceback (for the report), then one line saying so."""
+    try:
+        details = REDACTOR("".join(traceback.format_exception(error)))
+        summary = REDACTOR(f"{type(error).__name__}: {error}")
+    except Exception:  # masking failed too: show nothing that could hold a secret
+        details, summary = "", type(error).__name__
+    print(details, file=sys.stderr, end="")
+    print(
+        f"internal error: {summary}\nThis is a bug in tuya-events {__version__}; "
+        "please report it with the traceback above.",
+        file=sys.stderr,
+    )
+    return SOFTWARE
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from tuya_events.cli import exits
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
-from tuya_events.daemon import Daemon, Stopped
+from tuya_events.daemon import Daemon, ListenerUnavailable, Stopped
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except HandlerStartError as exc:
         log.error("cannot start", error=str(exc))
         return exits.SOFTWARE
-    except SourceUnavailable as exc:
+    except (SourceUnavailable, ListenerUnavailable) as exc:
         message = REDACTOR(str(exc))
         log.error("cannot consume", error=message)
         if not sys.stderr.isatty():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -22,39 +22,107 @@ def key_path(parts: tuple[str | int, ...]) -> str:
     return text
 
 
+# Characters that ``${VAR}`` references may add to the whole file: a value referenced through
+# thousands of aliases or references must not build gigabytes of strings.
+MAX_INTERPOLATED = 16 << 20
+MAX_SECRET_FILE_BYTES = 64 << 10
+
+
+@dataclass
+class _Budget:
+    """What ``${VAR}`` references may still add, shared across the whole tree."""
+
+    remaining: int = MAX_INTERPOLATED
+    exhausted: bool = False
+
+    def spend(self, size: int) -> bool:
+        self.remaining -= size
+        return self.remaining >= 0
+
+
+class SecretFileError(ValueError):
+    """A secret file that cannot be used; the message never holds any of its content."""
+
+
 def interpolate(
     node: Any,
     environ: Mapping[str, str],
     problems: list[tuple[str, str]],
     path: tuple[str | int, ...] = (),
+    budget: _Budget | None = None,
 ) -> Any:
     """Replace environment references throughout the tree; unknown variables become problems."""
+    if budget is None:
+        budget = _Budget()
     if isinstance(node, dict):
         return {
-            key: interpolate(value, environ, problems, (*path, key)) for key, value in node.items()
+            key: interpolate(value, environ, problems, (*path, key), budget)
+            for key, value in node.items()
         }
     if isinstance(node, list):
-        return [interpolate(value, environ, problems, (*path, i)) for i, value in enumerate(node)]
+        return [
+            interpolate(value, environ, problems, (*path, i), budget)
+            for i, value in enumerate(node)
+        ]
     if not isinstance(node, str) or "$" not in node:
         return node
+    return _VARIABLE.sub(lambda match: _replace(match, environ, problems, path, budget), node)
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
+
+def _replace(
+    match: re.Match[str],
+    environ: Mapping[str, str],
+    problems: list[tuple[str, str]],
+    path: tuple[str | int, ...],
+    budget: _Budget,
+) -> str:
+    if match.group(0) == "$${":
+        return "${"
+    name, default = match.group(1), match.group(2)
+    if name in environ:
+        value = environ[name]
+        if not is_utf8(value):
+            problems.append((key_path(path), f"environment variable {name} is not UTF-8 text"))
+            return ""
+    elif default is not None:
+        value = default
+    else:
         problems.append((key_path(path), f"environment variable {name} is not set"))
         return ""
+    if budget.spend(len(value)):
+        return value
+    if not budget.exhausted:  # reported once, where it ran out
+        budget.exhausted = True
+        limit = MAX_INTERPOLATED >> 20
+        problems.append(
+            (key_path(path), f"environment references add more than {limit} MiB in all")
+        )
+    return ""
 
-    return _VARIABLE.sub(replace, node)
+
+def is_utf8(value: str) -> bool:
+    """False for the surrogate escapes Python uses for an environment's undecodable bytes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_secret_file(path: str) -> str:
-    """A secret file's content without the trailing newline that editors and ``echo`` add."""
-    return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    """A secret file's content without the trailing newline that editors and ``echo`` add
+    (nor a byte-order mark, which some editors write and is never part of a secret)."""
+    with open(path, "rb") as stream:
+        raw = stream.read(MAX_SECRET_FILE_BYTES + 1)
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        raise SecretFileError(
+            f"{path} is larger than {MAX_SECRET_FILE_BYTES >> 10} KiB: not a secret file"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SecretFileError(f"{path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")
 
 
 def resolve_secret_files(
@@ -82,6 +150,9 @@ def resolve_secret_files(
             section[key] = read_secret_file(file_path)
         except OSError as exc:
             problems.append((where, f"cannot read {file_path}: {exc.strerror or exc}"))
+            continue
+        except SecretFileError as exc:
+            problems.append((where, str(exc)))
             continue
         if not section[key]:
             problems.append((where, f"{file_path} is empty"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from tuya_events.config.types import Duration, ListenAddress
 from tuya_events.tuya.regions import REGIONS, event_topic, subscription_name
@@ -31,6 +31,15 @@ class TuyaSettings(Section):
     environment: Literal["prod", "test"] = "prod"
     subscription_suffix: str = Field(default="sub", min_length=1)
     sign_check: Literal["off", "log", "enforce"] = "log"
+
+    @field_validator("access_secret")
+    @classmethod
+    def _ascii(cls, value: SecretStr) -> SecretStr:
+        """Tuya issues ASCII secrets; anything else cannot make the AES key (16 bytes from its
+        middle 16 characters) and would fail on the first message instead of here."""
+        if not value.get_secret_value().isascii():
+            raise ValueError("must be the project's Access Secret: ASCII letters and digits")
+        return value
 
     @property
     def resolved_pulsar_url(self) -> str:

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,9 @@ from tuya_events.deadletter.record import COLUMNS, DeadLetterRecord
 from tuya_events.deadletter.schema import TABLE, migrate
 from tuya_events.pipeline.delivery import Delivery, Failure
 
+PRIVATE_FILE = 0o600  # with store_plaintext the store holds decrypted device data
+PRIVATE_DIRECTORY = 0o700
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 BUSY_TIMEOUT = 30.0  # seconds to wait for another process (daemon vs. CLI) holding the lock
 ITER_BATCH = 256
 
@@ -64,6 +67,28 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def _private_directories(directory: Path) -> None:
+    """Create the missing directories, each 0700: the store may hold device data."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with suppress(FileExistsError):  # another process made it meanwhile
+            path.mkdir(mode=PRIVATE_DIRECTORY)
+
+
+def _create_private(path: Path) -> bool:
+    """Create the database file 0600 (a umask can only narrow it) before SQLite opens it; SQLite
+    then gives its ``-wal``, ``-shm`` and journal files the same mode. True if created."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return False
+    os.close(descriptor)
+    return True
 
 
 class DeadLetterStore:
@@ -115,13 +140,12 @@ class DeadLetterStore:
         if self._connection is not None:
             return self._connection
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_directories(self.path.parent)
+            created = _create_private(self.path)
         except OSError as error:
             raise DeadLetterStoreError(
-                f"dead-letter store {self.path}: cannot create its directory: "
-                f"{error.strerror or error}"
+                f"dead-letter store {self.path}: cannot create it: {error.strerror or error}"
             ) from None
-        created = not self.path.exists()
         try:
             connection = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -173,7 +197,7 @@ class DeadLetterStore:
                 cursor = connection.execute(
                     _UPDATE,
                     (
-                        failure.attempts,
+                        _int64(failure.attempts),
                         failure.last_failure,
                         failure.stage,
                         failure.handler,
@@ -257,14 +281,14 @@ class DeadLetterStore:
 def _insert_values(
     delivery: Delivery, failure: Failure, device_id: str | None, plaintext: bytes | None
 ) -> tuple[Any, ...]:
-    """Values in :data:`COLUMNS` order, without ``id``. Odd property values become strings:
-    a dead-letter write must not fail on them."""
+    """Values in :data:`COLUMNS` order, without ``id``. Odd property values become strings and
+    out-of-range numbers are clamped: a dead-letter write must not fail on them."""
     return (
         delivery.message_id,
         delivery.topic,
-        delivery.partition,
-        delivery.publish_time_ms,
-        delivery.redelivery_count,
+        _int64(delivery.partition),
+        _int64(delivery.publish_time_ms),
+        _int64(delivery.redelivery_count),
         delivery.key,
         json.dumps(delivery.properties or {}, ensure_ascii=False, sort_keys=True, default=str),
         bytes(delivery.body),
@@ -272,9 +296,15 @@ def _insert_values(
         failure.handler,
         failure.reason,
         failure.message,
-        failure.attempts,
+        _int64(failure.attempts),
         failure.first_failure,
         failure.last_failure,
         device_id,
         plaintext,
     )
+
+
+def _int64(value: int) -> int:
+    """SQLite's integers are 64-bit; a value beyond (a broker's garbage time) is clamped rather
+    than failing the write that keeps the message."""
+    return min(max(int(value), _INT64_MIN), _INT64_MAX)

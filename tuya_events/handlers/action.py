@@ -57,6 +57,7 @@ before that section existed) must agree with it and with the other handlers' blo
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from collections import OrderedDict
@@ -101,6 +102,51 @@ def _check_template(value: Any) -> Any:
     return value
 
 
+# What a path segment may hold: RFC 3986 characters that no client, proxy or server decodes or
+# normalises into something else. Not ``%`` (``%2e%2e`` is ``..`` once decoded), ``\`` (a
+# separator to some servers), ``;`` (path parameters: ``..;`` passes some proxies as ``..``).
+_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,=:@-]+")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{[^{}]*\}")
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` could reach another route than the one it reads as; None when it cannot.
+
+    An HTTP client normalises ``.`` and ``..`` segments away (yarl does), so a device id ``..``
+    would send, signed, a command to a different API; every segment must be plain text.
+    """
+    if not path.startswith("/"):
+        return "does not start with /"
+    for segment in path[1:].split("/"):
+        if not segment:
+            return "has an empty segment"
+        if not segment.strip("."):
+            return f"has a dot segment {segment!r}"
+        if not _SEGMENT.fullmatch(segment):
+            return f"has a segment {segment!r} with characters a server may decode or normalise"
+    return None
+
+
+def _static_path(template: str) -> None:
+    """Config time: the template's own text must be safe (placeholders are checked when they
+    are rendered, with the event's values)."""
+    problem = path_problem(_PLACEHOLDER.sub(_stand_in, template))
+    if problem:
+        raise ValueError(f"{problem}: segments must be plain (no . or .., //, %, \\ or ;)")
+
+
+def _stand_in(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return {"{{": "{", "}}": "}"}.get(token, "x")
+
+
+def _safe_path(path: str) -> str:
+    problem = path_problem(path)
+    if problem:
+        raise TemplateError(f"the path {path!r} {problem}: refused, it could reach another path")
+    return path
+
+
 class CommandStep(BaseModel):
     """Device commands: ``commands: [...]``, or one ``code`` and ``value``."""
 
@@ -133,6 +179,7 @@ class CommandStep(BaseModel):
         if not value or any(c in value for c in "/?#"):
             raise ValueError("must be a device id or a placeholder such as {event.device_id}")
         compile_path(value)
+        _static_path("/" + value)
         return value
 
     @field_validator("path")
@@ -142,6 +189,7 @@ class CommandStep(BaseModel):
             if not value.startswith("/") or "{device_id}" not in value or "?" in value:
                 raise ValueError("must be a path starting with / that contains {device_id}")
             compile_path(value.replace("{device_id}", "x"))
+            _static_path(value.replace("{device_id}", "x"))
         return value
 
     @field_validator("commands", "value")
@@ -182,6 +230,7 @@ class CallStep(BaseModel):
         if "?" in value:
             raise ValueError("put query parameters under query:")
         compile_path(value)
+        _static_path(value)
         return value
 
     @field_validator("query", "body")
@@ -252,7 +301,7 @@ class _Call:
     body: Renderer | None
 
     def render(self, scope: Scope) -> tuple[str, list[tuple[str, str]], Any]:
-        path = render_text(self.path, scope)
+        path = _safe_path(render_text(self.path, scope))
         query = [(key, render_text(value, scope)) for key, value in self.query]
         body = self.body(scope) if self.body is not None else None
         return path, query, body
