@@ -1,26 +1,35 @@
-"""The effective configuration as YAML, secrets masked: what ``check-config`` prints."""
+"""The effective configuration as YAML, secrets masked: what ``check-config`` prints.
+
+Masked by structure, not by a pattern over the text: the values of secret keys, the values of
+credential-like headers, and in every string that is a URL (a DSN, a webhook or Pulsar URL, any
+handler's own key) the userinfo password and credential-like query parameters, as
+:mod:`tuya_events.observability.redact` parses them.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
 
 from tuya_events.config.settings import SECRET_KEYS, Settings
+from tuya_events.observability.redact import is_credential_name, mask_url
 
 MASK = "********"
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+(@)")
-
-
-_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|password|cookie|signature", re.IGNORECASE)
 
 
 def _mask_headers(headers: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: MASK if _CREDENTIAL_HEADER.search(str(name)) and value else value
+        name: MASK if value and is_credential_name(str(name)) else _mask(name, value)
         for name, value in headers.items()
     }
+
+
+def _mask_string(key: Any, value: str) -> str:
+    """A secret key's value whole (a DSN keeps its host and database), any URL its credentials."""
+    if key in SECRET_KEYS and value and (key != "dsn" or "://" not in value):
+        return MASK
+    return mask_url(value, MASK)
 
 
 def _mask(key: Any, value: Any) -> Any:
@@ -29,10 +38,10 @@ def _mask(key: Any, value: Any) -> Any:
             return _mask_headers(value)
         return {k: _mask(k, v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_mask(None, v) for v in value]
-    if key in SECRET_KEYS and value not in (None, ""):
-        if key == "dsn" and isinstance(value, str) and "://" in value:
-            return _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", value)
+        return [_mask(key, v) for v in value]
+    if isinstance(value, str):
+        return _mask_string(key, value)
+    if key in SECRET_KEYS and value is not None:
         return MASK
     return value
 

@@ -1,34 +1,43 @@
-"""Every secret value a configuration holds, so the redactor can mask it wherever it appears."""
+"""Every secret value a configuration holds, so the redactor can mask it wherever it appears.
+
+The same structure ``check-config`` masks (:mod:`tuya_events.config.render`): secret keys'
+values, credential-like headers, and the credentials inside every string that is a URL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from tuya_events.config.settings import SECRET_KEYS, Settings
+from tuya_events.observability.redact import header_secrets, url_secrets
 from tuya_events.tuya.auth import pulsar_password
 
 
-def _from_options(value: Any, key: str | None = None) -> Iterator[str]:
+def _from_tree(value: Any, key: Any = None) -> Iterator[str]:
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _from_options(v, k)
+            if k == "headers" and isinstance(v, dict):
+                for name, text in v.items():
+                    if isinstance(text, str):
+                        yield from header_secrets(str(name), text)
+            yield from _from_tree(v, k)
     elif isinstance(value, list):
         for v in value:
-            yield from _from_options(v, key)
-    elif isinstance(value, str) and key in SECRET_KEYS:
-        yield value
-        if key == "dsn" and "://" in value:
-            password = urlsplit(value).password
-            if password:
-                yield password
+            yield from _from_tree(v, key)
+    elif isinstance(value, str):
+        if key in SECRET_KEYS:
+            yield value
+        yield from url_secrets(value)
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """The access secret, the Pulsar password derived from it, and handlers' secrets."""
+    """The access secret, the Pulsar password derived from it, and every other secret in the
+    file: secret keys, credential headers, URL and DSN credentials (tuya URLs included)."""
     secret = settings.tuya.access_secret.get_secret_value()
     values = [secret, pulsar_password(settings.tuya.access_id, secret)]
-    for handler in settings.handlers:
-        values.extend(_from_options(handler.options))
-    return values
+    # The access secret is already in; dumped, it would be pydantic's "**********" placeholder.
+    tree = settings.model_dump(mode="json", exclude={"handlers": True, "tuya": {"access_secret"}})
+    tree["handlers"] = [handler.options for handler in settings.handlers]
+    values.extend(_from_tree(tree))
+    return list(dict.fromkeys(values))

@@ -28,9 +28,14 @@ element's ``id``, since a retried event may travel in a different batch. An even
 not safe in a header or in the signed ``{id}.{timestamp}.{body}`` (a ``.``, spaces, over 200
 characters) is sent as ``evt_`` + a SHA-256 of it, which is just as stable.
 
+Credentials in the URL (``https://user:password@host/...``) are sent as ``Authorization: Basic``,
+so a URL with them and an ``Authorization`` header is refused when the file is loaded.
+
 Secrets stay inside: the secret, credentials in the URL and the values of credential-like headers
 (Authorization, Cookie, ``*token*``, ``*key*``, ...) are masked in every failure message, also
-when a receiver echoes them in its answer.
+when a receiver echoes them in its answer, in each form they were sent in (a Basic header's
+base64 and the user:password in it, percent-encoded URL parts). An answer's excerpt is masked
+before it is cut, so no start of a secret survives the cut.
 """
 
 from __future__ import annotations
@@ -47,11 +52,12 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from yarl import URL
 
 from tuya_events import __version__
 from tuya_events.config.types import Duration
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
 from tuya_events.handlers.webhook_signing import (
@@ -66,8 +72,13 @@ from tuya_events.handlers.webhook_signing import (
     webhook_id,
 )
 from tuya_events.observability.logging import get_logger
-from tuya_events.observability.redact import MASK, REDACTOR
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.observability.redact import (
+    REDACTOR,
+    Redactor,
+    basic_credentials,
+    header_secrets,
+    url_secrets,
+)
 from tuya_events.tuya.events import Event
 
 log = get_logger("tuya_events.handlers.webhook")
@@ -83,8 +94,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _RESERVED_HEADERS = frozenset(
     {ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-length", "host", "transfer-encoding"}
 )
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_CREDENTIAL_WORDS = ("auth", "token", "key", "secret", "password", "session", "signature")
 _MIN_MASKED_LENGTH = 4  # shorter values would mask ordinary words in messages
 
 
@@ -119,11 +128,21 @@ class WebhookOptions(BaseModel):
             raise ValueError("must be an http:// or https:// URL with a host")
         if url.fragment:
             raise ValueError("must not have a #fragment")
+        problem = _basic_auth_problem(url)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("headers")
     @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+    def _headers(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        url = info.data.get("url")  # absent when the url itself is invalid
+        authorization = any(name.lower() == "authorization" for name in value)
+        if authorization and url is not None and _has_userinfo(URL(url)):
+            raise ValueError(
+                "an Authorization header cannot be combined with credentials in url "
+                "(they are sent as Authorization: Basic); keep one of them"
+            )
         for name, text in value.items():
             if not _TOKEN.match(name):
                 raise ValueError(f"{name!r} is not a valid header name")
@@ -171,25 +190,49 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def _has_userinfo(url: URL) -> bool:
+    """Whether aiohttp will send the URL's userinfo as ``Authorization: Basic``."""
+    return url.raw_user is not None or url.raw_password is not None
+
+
+def _basic_auth_problem(url: URL) -> str | None:
+    """Why the URL's credentials cannot be sent as HTTP Basic auth (which would fail every
+    request), or None. Never with the credentials in it."""
+    if not _has_userinfo(url):
+        return None
+    if ":" in (url.user or ""):
+        return "the user in the URL must not contain a ':' (HTTP Basic auth)"
+    try:
+        f"{url.user or ''}:{url.password or ''}".encode("latin-1")
+    except UnicodeEncodeError:
+        return "credentials in the URL must be Latin-1 text (HTTP Basic auth as aiohttp sends it)"
+    return None
+
+
 def _credential_values(options: WebhookOptions) -> list[str]:
-    """Everything that must never appear in a message: the secret, URL credentials, and the
-    values of credential-like headers (with an Authorization scheme's token on its own too)."""
+    """Everything that must never appear in a message or a log line, in the forms we send it:
+    the secret; the URL's credentials as written, as sent (yarl's encoding) and as the Basic
+    header made of its userinfo; credential-like headers, a Basic one's decoded pair too."""
     values: list[str] = []
     if options.secret is not None:
         secret = options.secret.get_secret_value()
         values += [secret, secret.removeprefix(SECRET_PREFIX)]
     url = URL(options.url)
-    if url.password:
-        values.append(url.password)
-    values.extend(v for v in url.query.values() if v)
+    values += url_secrets(options.url) + url_secrets(str(url))
+    if _has_userinfo(url):
+        values += basic_credentials(url.user or "", url.password or "")
     for name, value in options.headers.items():
-        lowered = name.lower()
-        if lowered in _CREDENTIAL_HEADERS or any(w in lowered for w in _CREDENTIAL_WORDS):
-            values.append(value)
-            credentials = value.partition(" ")[2]
-            if credentials.strip():
-                values.append(credentials.strip())
-    return [v for v in values if len(v) >= _MIN_MASKED_LENGTH]
+        values += header_secrets(name, value)
+    return values
+
+
+def _query_values(url: URL) -> list[str]:
+    """Every query value, as written and as sent: the URL is ours, and a receiver's key may sit
+    in a parameter of any name. Masked in this handler's messages only (in logs they would
+    mask ordinary words)."""
+    values = [v for v in url.query.values() if v]
+    values += [part.partition("=")[2] for part in url.raw_query_string.split("&")]
+    return values
 
 
 @dataclass(slots=True)
@@ -290,8 +333,11 @@ class WebhookHandler(BaseHandler):
         self._key = (
             signing_key(options.secret.get_secret_value()) if options.secret is not None else None
         )
-        self._masked = sorted(_credential_values(options), key=len, reverse=True)
-        REDACTOR.add(self._masked)  # and for any log line that might carry them
+        credentials = _credential_values(options)
+        REDACTOR.add(credentials)  # and for any log line that might carry them
+        self._redactor = Redactor(
+            credentials + _query_values(self._url), min_length=_MIN_MASKED_LENGTH
+        )
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(options.max_concurrency)
         self._batcher: _Batcher | None = None
@@ -318,8 +364,7 @@ class WebhookHandler(BaseHandler):
         if options.verify_tls:
             ssl_option = ssl.create_default_context(cafile=options.ca_file)
         else:
-            ssl_option = False
-            log.warning("webhook TLS verification is off", handler=self.name)
+            ssl_option = False  # said once at start by config.transport_security
         if self._key is not None and len(self._key) < RECOMMENDED_KEY_BYTES:
             log.warning(
                 "webhook secret is shorter than the 24 bytes Standard Webhooks asks for",
@@ -384,7 +429,7 @@ class WebhookHandler(BaseHandler):
                     if 200 <= status < 300:
                         await _drain(response)
                         return
-                    excerpt = await _excerpt(response)
+                    excerpt = self._excerpt(*await _read_answer(response))
                     retry_after = parse_retry_after(
                         response.headers.get("Retry-After"), time.time()
                     )
@@ -399,13 +444,13 @@ class WebhookHandler(BaseHandler):
                 self._count("network_error")
                 raise HandlerError(
                     "network_error",
-                    self._scrub(f"{type(exc).__name__}: {exc}"),
+                    self._redact(f"{type(exc).__name__}: {exc}"),
                     infrastructure=True,
                 ) from None
         raise self._status_error(status, excerpt, retry_after)
 
     def _status_error(self, status: int, excerpt: str, retry_after: float | None) -> HandlerError:
-        message = self._scrub(f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}")
+        message = f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
         reason = f"http_{status}"
         if retry_after is not None:
             retry_after = min(retry_after, self.options.max_retry_after)
@@ -419,11 +464,18 @@ class WebhookHandler(BaseHandler):
         # 3xx and the other 4xx will never work: dead-letter now.
         return HandlerError(reason, message, retryable=False)
 
-    def _scrub(self, text: str) -> str:
-        for value in self._masked:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+    def _redact(self, text: str) -> str:
+        """This handler's credentials and every registered secret, in one pass. Built per
+        failure, since secrets are registered as other handlers are built."""
+        return (self._redactor | REDACTOR)(text)
+
+    def _excerpt(self, text: str, truncated: bool) -> str:
+        """The start of an error answer, masked, then folded to one line, then cut: cut first,
+        the start of a secret would survive as no whole secret is left to recognise."""
+        redact = self._redactor | REDACTOR
+        if truncated:  # a secret cut off by the read limit could not be recognised either
+            text = text[: max(0, len(text) - redact.longest)]
+        return " ".join(redact(text).split())[:EXCERPT_CHARS]
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
@@ -436,15 +488,17 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
             return
 
 
-async def _excerpt(response: aiohttp.ClientResponse) -> str:
-    """The first characters of an error answer, whitespace folded so it stays one log line."""
+async def _read_answer(response: aiohttp.ClientResponse) -> tuple[str, bool]:
+    """The start of an error answer, decoded, and whether it went on past what was read."""
     data = bytearray()
+    truncated = False
     try:
         async for chunk in response.content.iter_any():
             data += chunk
             if len(data) >= EXCERPT_READ_BYTES:
                 response.close()  # not worth reading on: the connection is dropped instead
+                truncated = True
                 break
     except aiohttp.ClientError:
-        pass
-    return " ".join(data.decode("utf-8", "replace")[:EXCERPT_CHARS].split())
+        truncated = True  # the answer broke off: its last bytes may be the start of a secret
+    return data.decode("utf-8", "replace"), truncated

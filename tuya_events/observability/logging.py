@@ -1,8 +1,10 @@
 """structlog, configured once: JSON lines off a terminal, readable console lines on one.
 
-Every event passes through the redactor, so a secret that slips into an exception message or a
-URL is masked before it is written. The standard library's logging (pulsar-client, aiohttp) is
-routed through the same processors.
+Every rendered line passes through the redactor, so what the renderer adds (a traceback in
+console format above all) is masked like the fields; the redactor knows each secret's escaped
+forms (JSON, repr). Structured values (dicts, lists, exceptions) are masked before rendering too,
+since a renderer may escape them twice (JSON of a repr). The standard library's logging
+(pulsar-client, aiohttp) is routed through the same processors.
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ def _redact_value(value: Any, redactor: Redactor) -> Any:
 
 
 def redact_secrets(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: mask registered secrets in every field."""
+    """structlog processor before the renderer: mask registered secrets in structured fields.
+
+    Plain strings are left to :func:`redact_rendered` (one pass over the line is cheaper than
+    one per field, and this runs for every event the ``log`` handler writes); ``exc_info``
+    stays as it is for the renderer, its traceback is masked once rendered."""
     if not REDACTOR:
         return event_dict
-    return {key: _redact_value(value, REDACTOR) for key, value in event_dict.items()}
+    for key, value in event_dict.items():
+        if key != "exc_info" and isinstance(value, (dict, list, tuple, BaseException)):
+            event_dict[key] = _redact_value(value, REDACTOR)
+    return event_dict
+
+
+def redact_rendered(logger: Any, method: str, line: str) -> str:
+    """structlog processor after the renderer: mask registered secrets in the finished line."""
+    return REDACTOR(line) if REDACTOR else line
 
 
 def use_json(log_format: str, stream: Any = None) -> bool:
@@ -65,14 +79,14 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks whatever is installed: rich's would show locals, cut to a length.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
-        processors=[
-            *shared,
-            redact_secrets,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        # Redaction happens in the formatter, for structlog's and the standard library's lines.
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -83,6 +97,7 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_secrets,
             renderer,
+            redact_rendered,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuya_events.config.transport_security import SSLMODES, postgres_query, postgres_sslmode
 from tuya_events.config.types import Duration
+from tuya_events.observability.redact import url_secrets
 
 DSN_SCHEMES = ("postgresql", "postgres")
 # DSN parameters naming files the TLS connection is made with; "system" is libpq's word for
@@ -111,16 +112,11 @@ class DatabaseOptions(BaseModel):
         return "postgres" if self.dsn is not None else "sqlite"
 
     def dsn_secrets(self) -> list[str]:
-        """The DSN and the password inside it: never to appear in a message."""
+        """The DSN and the credentials inside it: never to appear in a message."""
         if self.dsn is None:
             return []
         dsn = self.dsn.get_secret_value()
-        parts = urlsplit(dsn)
-        secrets = [dsn]
-        if parts.password:
-            secrets.append(parts.password)
-        secrets += [value for key, value in parse_qsl(parts.query) if key == "password" and value]
-        return secrets
+        return [dsn, *url_secrets(dsn)]
 
 
 def describe(options: DatabaseOptions) -> dict[str, Any]:
