@@ -45,6 +45,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.pg.cluster import PostgresCluster
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
 from tuya_events.handlers.database.postgres import (
     column_type,
@@ -60,7 +61,6 @@ from tuya_events.handlers.database.schema import (
     STATUS_COLUMNS,
 )
 from tuya_events.observability.logging import configure_logging
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import Event, build_event
 
 GOAL_EVENTS_PER_SECOND = 10_000

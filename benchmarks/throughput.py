@@ -64,10 +64,10 @@ from benchmarks.machine import describe_machine  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
 from tuya_events.daemon import Daemon  # noqa: E402
 from tuya_events.deadletter.store import DeadLetterStore  # noqa: E402
+from tuya_events.delivery import Delivery  # noqa: E402
 from tuya_events.handlers.base import BaseHandler  # noqa: E402
 from tuya_events.observability import metrics as metrics_module  # noqa: E402
 from tuya_events.observability.logging import configure_logging  # noqa: E402
-from tuya_events.pipeline.delivery import Delivery  # noqa: E402
 from tuya_events.pipeline.pipeline import Pipeline, Route  # noqa: E402
 from tuya_events.transport import pulsar as transport  # noqa: E402
 from tuya_events.transport.acks import PrefixAcks  # noqa: E402

@@ -16,8 +16,8 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import Event, StatusReport
 
 

@@ -15,8 +15,8 @@ from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
 from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import Route
 from tuya_events.transport.memory import MemorySource
 from tuya_events.tuya.codec import TuyaEncoder

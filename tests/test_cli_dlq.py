@@ -15,7 +15,7 @@ import pytest
 from tests import vectors as v
 from tuya_events.deadletter import DeadLetterStore, RecordFilter
 from tuya_events.deadletter.render import local_time
-from tuya_events.pipeline.delivery import Delivery, Failure
+from tuya_events.delivery import Delivery, Failure
 from tuya_events.tuya.auth import pulsar_password
 from tuya_events.tuya.crypto import aes_key
 

@@ -28,7 +28,7 @@ from tuya_events.deadletter import (
 )
 from tuya_events.deadletter.record import COLUMNS
 from tuya_events.deadletter.schema import SCHEMA_VERSION, TABLE
-from tuya_events.pipeline.delivery import Delivery, Failure
+from tuya_events.delivery import Delivery, Failure
 from tuya_events.tuya.auth import pulsar_password
 from tuya_events.tuya.codec import TuyaCodec
 from tuya_events.tuya.crypto import aes_key
@@ -171,7 +171,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from tuya_events.deadletter import DeadLetterStore
-    from tuya_events.pipeline.delivery import Delivery, Failure
+    from tuya_events.delivery import Delivery, Failure
 
     store = DeadLetterStore(sys.argv[1])
     record_id = store.put(
@@ -516,7 +516,7 @@ UNDER_UMASK_022 = textwrap.dedent(
     import json, os, sqlite3, stat, sys
     from pathlib import Path
     from tuya_events.deadletter import DeadLetterStore
-    from tuya_events.pipeline.delivery import Delivery, Failure
+    from tuya_events.delivery import Delivery, Failure
 
     os.umask(0o022)  # outside systemd: what a login shell or a container usually has
     top = Path(sys.argv[1])

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from tests import vectors as v
 from tuya_events.config import ConfigError, load_settings
-from tuya_events.config.interpolate import MAX_INTERPOLATED, key_path
+from tuya_events.config.errors import key_path
+from tuya_events.config.interpolate import MAX_INTERPOLATED
 from tuya_events.config.loader import MAX_DEPTH, parse_document, settings_from_mapping
 from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from tests import vectors as v
 from tests.pipeline_support import Harness, RecordingHandler, make_settings, status_message
 from tuya_events.deadletter.store import DeadLetterStore
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.payload import event_payload
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.codec import MAX_DEPTH, TuyaCodec, deeper_than, parse_protocol
 from tuya_events.tuya.crypto import EcbCipher, GcmCipher
 from tuya_events.tuya.errors import REASONS, DecodeError

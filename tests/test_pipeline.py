@@ -18,8 +18,8 @@ from tests.pipeline_support import (
     wait_until,
 )
 from tuya_events.cli import exits
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import Route
 
 DEVICES = [f"dev{i:02d}" for i in range(12)]

@@ -11,7 +11,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 from tuya_events.transport.acks import PrefixAcks
 
 

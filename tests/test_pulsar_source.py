@@ -20,7 +20,7 @@ from tests.pulsar.publisher import TuyaPublisher
 from tests.pulsar.tenant import TuyaTenant
 from tests.pulsar.traffic import interleaved_stream, sequence_of
 from tuya_events.config.loader import settings_from_mapping
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 from tuya_events.transport.pulsar import PulsarDelivery, PulsarSource
 from tuya_events.tuya.codec import TuyaCodec
 

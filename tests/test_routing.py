@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tuya_events.pipeline.routing import compile_match
+from tuya_events.matching import compile_match
 from tuya_events.tuya.events import Event, build_event
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
 from tuya_events.pipeline.policy import RetryPolicy
 from tuya_events.tuya.codec import TuyaCodec, parse_protocol

@@ -20,12 +20,12 @@ from tuya_events.assembly import build_pipeline, started_handlers
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import log_insecure_transports
+from tuya_events.delivery import Delivery
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.systemd import SystemdNotifier
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.pipeline.pipeline import DeadLetterSink, Route
 from tuya_events.transport.base import Source
 

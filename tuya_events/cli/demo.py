@@ -67,7 +67,7 @@ def demo_settings(state_dir: Path, http: str):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     from tuya_events.cli.run import run_daemon
     from tuya_events.daemon import ListenerUnavailable
-    from tuya_events.simulator import SimulatedSource
+    from tuya_events.transport.simulator import SimulatedSource
     from tuya_events.tuya.codec import TuyaEncoder
 
     parse_listen_address(args.http)

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 EX_CONFIG = 78  # sysexits.h: configuration error
+
+Problems = list[tuple[str, str]]
+
+
+def key_path(parts: tuple[str | int, ...]) -> str:
+    """``("handlers", 0, "url")`` -> ``handlers[0].url``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def validation_problems(error: ValidationError, where: tuple[str | int, ...] = ()) -> Problems:
+    """A pydantic error as problems, each at its key path below ``where``; input values (which
+    may be secrets) are never included."""
+    return [
+        (key_path((*where, *item["loc"])), item["msg"].removeprefix("Value error, "))
+        for item in error.errors(include_input=False, include_url=False)
+    ]
 
 
 class ConfigError(Exception):
     """Raised with all the problems found; the CLI prints them and exits with :data:`EX_CONFIG`."""
 
-    def __init__(self, problems: list[tuple[str, str]], source: str | None = None) -> None:
+    def __init__(self, problems: Problems, source: str | None = None) -> None:
         self.problems = problems
         self.source = source
         super().__init__(self.render())

@@ -11,15 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuya_events.config.errors import key_path
+
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def key_path(parts: tuple[str | int, ...]) -> str:
-    """``("handlers", 0, "url")`` -> ``handlers[0].url``."""
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
 
 
 # Characters that ``${VAR}`` references may add to the whole file: a value referenced through

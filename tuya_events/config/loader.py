@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tuya_events.config.errors import ConfigError
-from tuya_events.config.interpolate import interpolate, is_utf8, key_path, resolve_secret_files
+from tuya_events.config.errors import ConfigError, key_path
+from tuya_events.config.interpolate import interpolate, is_utf8, resolve_secret_files
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import SECRET_KEYS, Settings
 from tuya_events.observability.redact import REDACTOR

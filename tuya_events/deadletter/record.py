@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 
 
 @dataclass(frozen=True)

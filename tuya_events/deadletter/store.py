@@ -22,7 +22,7 @@ from tuya_events.deadletter.errors import DeadLetterStoreError
 from tuya_events.deadletter.filters import RecordFilter
 from tuya_events.deadletter.record import COLUMNS, DeadLetterRecord
 from tuya_events.deadletter.schema import TABLE, migrate
-from tuya_events.pipeline.delivery import Delivery, Failure
+from tuya_events.delivery import Delivery, Failure
 
 PRIVATE_FILE = 0o600  # with store_plaintext the store holds decrypted device data
 PRIVATE_DIRECTORY = 0o700

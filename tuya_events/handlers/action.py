@@ -66,10 +66,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tuya_events.config.errors import ConfigError
-from tuya_events.config.interpolate import key_path
+from tuya_events.config.errors import ConfigError, key_path
 from tuya_events.config.settings import Settings
 from tuya_events.config.types import Duration
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.templating import (
     Renderer,
@@ -79,6 +79,7 @@ from tuya_events.handlers.templating import (
     compile_template,
     render_text,
 )
+from tuya_events.matching import MatchRule, Predicate, compile_match
 from tuya_events.observability.logging import get_logger
 from tuya_events.openapi.client import (
     COMMAND_PATHS,
@@ -88,8 +89,6 @@ from tuya_events.openapi.client import (
     ssl_option,
 )
 from tuya_events.openapi.errors import OpenApiError
-from tuya_events.pipeline.delivery import Delivery
-from tuya_events.pipeline.routing import MatchRule, Predicate, compile_match
 from tuya_events.tuya.events import Event
 
 log = get_logger("tuya_events.handlers.action")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 from tuya_events.tuya.events import Event
 
 

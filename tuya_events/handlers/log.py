@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler
 from tuya_events.observability.logging import LEVELS, get_logger
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
 
 DEFAULT_FIELDS = (

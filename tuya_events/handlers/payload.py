@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 from tuya_events.tuya.events import Event
 
 SCHEMA_VERSION = 1

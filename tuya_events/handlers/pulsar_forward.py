@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuya_events.config.transport_security import TLS_SCHEMES
 from tuya_events.config.types import Duration
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
 from tuya_events.observability.logging import pulsar_client_logger
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import Event
 
 # Results that mean "the broker or the path to it is unavailable": retry, never dead-letter.

@@ -19,8 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tuya_events.config.errors import ConfigError
-from tuya_events.config.interpolate import key_path
+from tuya_events.config.errors import ConfigError, key_path
 from tuya_events.config.settings import Settings
 from tuya_events.handlers.base import BaseHandler, Handler
 from tuya_events.observability.metrics import Metrics
@@ -135,7 +134,7 @@ def _problems(error: ValidationError, where: tuple[str | int, ...]) -> list[tupl
 
 def build_routes(settings: Settings, context: HandlerContext) -> list[Route]:
     """Handlers in configuration order; every problem reported at once as a ConfigError."""
-    from tuya_events.pipeline.routing import compile_match
+    from tuya_events.matching import compile_match
 
     problems: list[tuple[str, str]] = []
     routes: list[Route] = []

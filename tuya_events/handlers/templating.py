@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
 
 JSON_KEY = "$json"

@@ -25,14 +25,14 @@ from typing import Any, Protocol
 import orjson
 
 from tuya_events.deadletter.errors import DeadLetterStoreError
+from tuya_events.delivery import Delivery, Failure
 from tuya_events.handlers.base import Handler, HandlerError
+from tuya_events.matching import always
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import DUPLICATE, FAILURE, RETRY, SUCCESS, UNMATCHED, Metrics
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.dedupe import RecentlyHandled
-from tuya_events.pipeline.delivery import Delivery, Failure
 from tuya_events.pipeline.policy import RetryPolicy
-from tuya_events.pipeline.routing import always
 from tuya_events.tuya.codec import TuyaCodec, encryption_mode
 from tuya_events.tuya.errors import UNKNOWN_EM, DecodeError
 from tuya_events.tuya.events import Event

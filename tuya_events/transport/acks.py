@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 
 Acknowledge = Callable[[Any], None]
 

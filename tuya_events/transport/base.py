@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 
 
 class Source(Protocol):

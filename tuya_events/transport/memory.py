@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from tuya_events.pipeline.delivery import Delivery
+from tuya_events.delivery import Delivery
 
 
 class MemorySource:

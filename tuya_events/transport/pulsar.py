@@ -25,8 +25,8 @@ import pulsar
 
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import TLS_SCHEMES
+from tuya_events.delivery import Delivery
 from tuya_events.observability.logging import get_logger, pulsar_client_logger
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.transport.acks import PrefixAcks
 from tuya_events.tuya.auth import auth_failure_hint, pulsar_authentication
 

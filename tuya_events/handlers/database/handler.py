@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from tuya_events.config.errors import ConfigError
-from tuya_events.config.interpolate import key_path
+from tuya_events.config.errors import ConfigError, key_path
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.handlers.database.batcher import Batcher, BatcherClosed
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE
@@ -26,7 +26,6 @@ from tuya_events.handlers.database.schema import SchemaTooNew
 from tuya_events.handlers.database.sqlite import SQLiteBackend
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.redact import REDACTOR
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import Event
 
 log = get_logger("tuya_events.handlers.database")

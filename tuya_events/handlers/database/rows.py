@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
+from tuya_events.delivery import Delivery
 from tuya_events.handlers.payload import event_id
-from tuya_events.pipeline.delivery import Delivery
 from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
 
 Row = tuple[Any, ...]
