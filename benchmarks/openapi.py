@@ -42,11 +42,12 @@ from benchmarks.machine import describe_machine  # noqa: E402
 from tests import vectors as v  # noqa: E402
 from tests.pipeline_support import ENCODER, Harness, wait_until  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
-from tuya_events.handlers.registry import HandlerContext, build_routes  # noqa: E402
+from tuya_events.handlers import HandlerContext  # noqa: E402
 from tuya_events.observability.logging import configure_logging  # noqa: E402
 from tuya_events.observability.metrics import Metrics  # noqa: E402
 from tuya_events.openapi.client import Credentials, OpenApiClient  # noqa: E402
 from tuya_events.openapi.signing import sign_request  # noqa: E402
+from tuya_events.pipeline.routes import build_routes  # noqa: E402
 
 COMMAND_INTERVAL = 0.25  # 4 commands/s
 BODY = b'{"commands":[{"code":"switch_1","value":true}]}'

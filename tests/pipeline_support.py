@@ -17,7 +17,7 @@ from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
-from tuya_events.pipeline.pipeline import Route
+from tuya_events.pipeline.routes import Route
 from tuya_events.transport.memory import MemorySource
 from tuya_events.tuya.codec import TuyaEncoder
 from tuya_events.tuya.events import Event

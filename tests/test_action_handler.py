@@ -30,12 +30,13 @@ from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
 from tuya_events.delivery import Delivery
+from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.action import ActionHandler, path_problem
 from tuya_events.handlers.base import BaseHandler
-from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.handlers.templating import Scope, TemplateError, compile_template
 from tuya_events.observability.logging import configure_logging
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 from tuya_events.tuya.events import Event, build_event
 
 FAST_RETRY = {"initial_backoff": "10ms", "max_backoff": "50ms", "max_attempts": 3}

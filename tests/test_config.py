@@ -236,8 +236,9 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
 
 def test_every_commented_handler_example_builds(tmp_path: Path) -> None:
     """The commented-out handler examples are documentation: they must stay valid."""
-    from tuya_events.handlers.registry import HandlerContext, build_routes
+    from tuya_events.handlers import HandlerContext
     from tuya_events.observability.metrics import Metrics
+    from tuya_events.pipeline.routes import build_routes
 
     example = Path(__file__).resolve().parent.parent / "config.example.yaml"
     text = example.read_text().split("\nhandlers:\n", 1)[1]

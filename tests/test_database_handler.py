@@ -24,12 +24,13 @@ from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.render import render_effective_config
 from tuya_events.delivery import Delivery
+from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE, classify
 from tuya_events.handlers.database.schema import LATEST_VERSION
-from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 from tuya_events.tuya.events import Event, build_event
 
 T0 = 1_700_000_000_000

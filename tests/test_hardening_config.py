@@ -23,8 +23,9 @@ from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.errors import key_path
 from tuya_events.config.interpolate import MAX_INTERPOLATED
 from tuya_events.config.loader import MAX_DEPTH, parse_document, settings_from_mapping
-from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = v.ACCESS_SECRET

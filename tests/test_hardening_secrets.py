@@ -39,8 +39,8 @@ from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.render import MASK as SHOWN_MASK
 from tuya_events.config.render import render_effective_config
 from tuya_events.config.secrets import secret_values
+from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
-from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.handlers.webhook import (
     EXCERPT_CHARS,
     EXCERPT_READ_BYTES,
@@ -49,6 +49,7 @@ from tuya_events.handlers.webhook import (
 )
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import MASK, REDACTOR, Redactor, mask_url
+from tuya_events.pipeline.routes import build_routes
 
 BASE = {"tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"}}
 URL_SYNTAX = "@:/%?#&=+ !$'()*,;[]"

@@ -45,11 +45,12 @@ from tuya_events.config.transport_security import (
     log_insecure_transports,
     postgres_needs_verified_tls,
 )
+from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler
 from tuya_events.handlers.database.errors import UNAVAILABLE
-from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 
 ACCESS_ID = "a" * 20
 ACCESS_SECRET = "S3cretAccessKey-0123456789abcdef"

@@ -20,7 +20,7 @@ from tests.pipeline_support import (
 from tuya_events.cli import exits
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
-from tuya_events.pipeline.pipeline import Route
+from tuya_events.pipeline.routes import Route
 
 DEVICES = [f"dev{i:02d}" for i in range(12)]
 # The pipeline's two paths: handlers that wait (a task per device) and handlers that are done

@@ -14,8 +14,9 @@ from tests.pipeline_support import status_message, wait_until
 from tuya_events.config import load_settings
 from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
-from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 from tuya_events.transport.memory import MemorySource
 
 

@@ -120,7 +120,7 @@ def test_unmatched_events_are_counted_not_errors(tmp_path) -> None:
         status_message,
         wait_until,
     )
-    from tuya_events.pipeline.pipeline import Route
+    from tuya_events.pipeline.routes import Route
 
     doors = RecordingHandler("doors")
 

@@ -31,13 +31,14 @@ from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.secrets import secret_values
 from tuya_events.delivery import Delivery
+from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
-from tuya_events.handlers.registry import HandlerContext, build_routes
 from tuya_events.handlers.webhook import WebhookHandler, WebhookOptions, parse_retry_after
 from tuya_events.handlers.webhook_signing import signature, signing_key
 from tuya_events.observability.logging import configure_logging
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.routes import build_routes
 from tuya_events.tuya.codec import TuyaCodec
 
 WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef-webhook-key-bytes").decode()

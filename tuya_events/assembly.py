@@ -21,8 +21,9 @@ from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
-from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline, Route
+from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline
 from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.pipeline.routes import Route
 from tuya_events.tuya.codec import TuyaCodec, parse_protocol
 
 log = get_logger("tuya_events.assembly")

@@ -26,7 +26,8 @@ from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.systemd import SystemdNotifier
-from tuya_events.pipeline.pipeline import DeadLetterSink, Route
+from tuya_events.pipeline.pipeline import DeadLetterSink
+from tuya_events.pipeline.routes import Route
 from tuya_events.transport.base import Source
 
 log = get_logger("tuya_events.daemon")

@@ -8,8 +8,9 @@ import sys
 from tuya_events.config import load_settings
 from tuya_events.config.render import render_effective_config
 from tuya_events.config.transport_security import insecure_transports
-from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
+from tuya_events.pipeline.routes import build_routes
 
 
 def add_parser(

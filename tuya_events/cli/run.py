@@ -12,10 +12,11 @@ from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
 from tuya_events.daemon import Daemon, ListenerUnavailable, Stopped
-from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.handlers import HandlerContext
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
+from tuya_events.pipeline.routes import build_routes
 from tuya_events.transport.base import Source
 
 log = get_logger("tuya_events.cli.run")

@@ -18,10 +18,11 @@ from tuya_events.config.settings import Settings
 from tuya_events.deadletter.filters import RecordFilter
 from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.registry import HandlerContext, build_routes
+from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.pipeline import HANDLER_STAGE
+from tuya_events.pipeline.routes import build_routes
 
 PROGRESS_INTERVAL = 0.2
 

@@ -59,18 +59,17 @@ from __future__ import annotations
 
 import re
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tuya_events.config.errors import ConfigError, key_path
+from tuya_events.config.errors import ConfigError, validation_problems
 from tuya_events.config.settings import Settings
 from tuya_events.config.types import Duration
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.base import BaseHandler, HandlerContext, HandlerError
 from tuya_events.handlers.templating import (
     Renderer,
     Scope,
@@ -372,35 +371,22 @@ class _SharedClient:
     users: int = 0
 
 
-# Keyed by the daemon's Metrics object (one per daemon), then by (OpenAPI URL, access id).
-_SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], _SharedClient]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _share(context: Any, name: str, options: ActionOptions) -> _SharedClient:
-    """The project's client entry; a handler's own ``openapi:`` must agree with what is set."""
+def _share(context: HandlerContext, name: str, options: ActionOptions) -> _SharedClient:
+    """The project's client entry, one per cloud project among the handlers built with this
+    context; a handler's own ``openapi:`` must agree with what is set."""
     settings = context.settings
     credentials = Credentials.from_settings(settings)
-    key = (credentials.base_url.rstrip("/"), credentials.access_id)
-    shared = _SHARED.setdefault(context.metrics, {})
-    entry = shared.get(key)
-    if entry is None:
-        source = TOP_LEVEL if settings.openapi_given else None
-        entry = shared[key] = _SharedClient(settings.openapi, source)
+    key = ("openapi", credentials.base_url.rstrip("/"), credentials.access_id)
+    source = TOP_LEVEL if settings.openapi_given else None
+    entry = context.shared.get_or_create(key, lambda: _SharedClient(settings.openapi, source))
     given = options.openapi
     if given is None:
         return entry
     if entry.source is None:
         entry.options, entry.source = given, f"handler {name!r}'s openapi:"
     elif given != entry.options:
-        raise ConfigError([(_openapi_path(settings, name), _disagreement(entry.source))])
+        raise ConfigError([(context.key("openapi"), _disagreement(entry.source))])
     return entry
-
-
-def _openapi_path(settings: Settings, name: str) -> str:
-    names = settings.handler_names()
-    return f"handlers[{names.index(name)}].openapi" if name in names else "openapi"
 
 
 def _disagreement(source: str) -> str:
@@ -426,13 +412,7 @@ def configured_openapi(settings: Settings) -> OpenApiOptions:
         try:
             return OpenApiOptions.model_validate(block)
         except ValidationError as error:
-            where = ("handlers", index, "openapi")
-            raise ConfigError(
-                [
-                    (key_path((*where, *item["loc"])), item["msg"].removeprefix("Value error, "))
-                    for item in error.errors(include_input=False, include_url=False)
-                ]
-            ) from None
+            raise ConfigError(validation_problems(error, ("handlers", index, "openapi"))) from None
     return settings.openapi
 
 
@@ -447,7 +427,7 @@ class ActionHandler(BaseHandler):
     # per-request timeout.
     timeout: float | None = None
 
-    def __init__(self, name: str, options: ActionOptions, context: Any) -> None:
+    def __init__(self, name: str, options: ActionOptions, context: HandlerContext) -> None:
         super().__init__(name)
         self.options = options
         self._context = context

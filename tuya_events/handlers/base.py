@@ -10,11 +10,19 @@ or a coroutine for it, which is most of its per-message cost.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from tuya_events.config.errors import key_path
 from tuya_events.delivery import Delivery
 from tuya_events.tuya.events import Event
+
+if TYPE_CHECKING:
+    from tuya_events.config.settings import Settings
+    from tuya_events.observability.metrics import Metrics
+
+T = TypeVar("T")
 
 
 class HandlerError(Exception):
@@ -41,6 +49,44 @@ class HandlerError(Exception):
         self.retryable = retryable or infrastructure
         self.infrastructure = infrastructure
         self.retry_after = retry_after
+
+
+class SharedResources:
+    """What handlers of one daemon share, such as one OpenAPI client (one token, one rate
+    limit) per cloud project: made by the first handler that asks, and kept for as long as the
+    handlers built with the same context."""
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, Any] = {}
+
+    def get_or_create(self, key: Hashable, create: Callable[[], T]) -> T:
+        item = self._items.get(key)
+        if item is None:
+            item = self._items[key] = create()
+        return item  # type: ignore[no-any-return]  # each key is made by one create
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """What a handler gets from whoever builds it, besides its own options: filled once, when
+    handlers are built (as arq hands its jobs a ``ctx``).
+
+    ``where`` is the key path of the handler's configuration (``("handlers", 2)``), for the
+    configuration errors it finds itself, at start for instance.
+    """
+
+    settings: Settings
+    metrics: Metrics
+    where: tuple[str | int, ...] = ("handlers",)
+    shared: SharedResources = field(default_factory=SharedResources)
+
+    def for_handler(self, index: int) -> HandlerContext:
+        """The same daemon's context for ``handlers[index]``."""
+        return replace(self, where=("handlers", index))
+
+    def key(self, *below: str | int) -> str:
+        """A key path within the handler's configuration: ``handlers[2].dsn``."""
+        return key_path((*self.where, *below))
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import BaseHandler
+from tuya_events.handlers.base import BaseHandler, HandlerContext
 from tuya_events.observability.logging import LEVELS, get_logger
 from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
 
@@ -48,7 +48,9 @@ def _field(name: str, event: Event, delivery: Delivery) -> Any:
 class LogHandler(BaseHandler):
     Options = LogOptions
 
-    def __init__(self, name: str, options: LogOptions, context: object = None) -> None:
+    def __init__(
+        self, name: str, options: LogOptions, context: HandlerContext | None = None
+    ) -> None:
         super().__init__(name)
         self.options = options
         self._level = LEVELS[options.level]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuya_events.config.transport_security import TLS_SCHEMES
 from tuya_events.config.types import Duration
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.base import BaseHandler, HandlerContext, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
 from tuya_events.observability.logging import pulsar_client_logger
 from tuya_events.tuya.events import Event
@@ -77,7 +77,9 @@ class PulsarForwardOptions(BaseModel):
 class PulsarForwardHandler(BaseHandler):
     Options = PulsarForwardOptions
 
-    def __init__(self, name: str, options: PulsarForwardOptions, context: object = None) -> None:
+    def __init__(
+        self, name: str, options: PulsarForwardOptions, context: HandlerContext | None = None
+    ) -> None:
         super().__init__(name)
         self.options = options
         self._client: pulsar.asyncio.Client | None = None

@@ -13,17 +13,14 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tuya_events.config.errors import ConfigError, key_path
-from tuya_events.config.settings import Settings
-from tuya_events.handlers.base import BaseHandler, Handler
-from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.pipeline import Route
+from tuya_events.config.errors import ConfigError, validation_problems
+from tuya_events.config.settings import HandlerSettings
+from tuya_events.handlers.base import BaseHandler, Handler, HandlerContext
 
 ENTRY_POINT_GROUP = "tuya_events.handlers"
 
@@ -36,14 +33,6 @@ def _builtin_types() -> dict[str, str]:
         "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
         "webhook": "tuya_events.handlers.webhook:WebhookHandler",
     }
-
-
-@dataclass
-class HandlerContext:
-    """What a handler may need from the daemon besides its own options."""
-
-    settings: Settings
-    metrics: Metrics
 
 
 # ``package.module:Class``: dotted identifiers, one colon, one class name.
@@ -125,41 +114,17 @@ def resolve_handler_class(type_name: str) -> type:
     )
 
 
-def _problems(error: ValidationError, where: tuple[str | int, ...]) -> list[tuple[str, str]]:
-    return [
-        (key_path((*where, *item["loc"])), item["msg"].removeprefix("Value error, "))
-        for item in error.errors(include_input=False, include_url=False)
-    ]
-
-
-def build_routes(settings: Settings, context: HandlerContext) -> list[Route]:
-    """Handlers in configuration order; every problem reported at once as a ConfigError."""
-    from tuya_events.matching import compile_match
-
-    problems: list[tuple[str, str]] = []
-    routes: list[Route] = []
-    for index, entry in enumerate(settings.handlers):
-        where = ("handlers", index)
-        try:
-            cls = resolve_handler_class(entry.type)
-        except HandlerTypeError as exc:
-            problems.append((key_path((*where, "type")), str(exc)))
-            continue
-        options_model = getattr(cls, "Options", None)
-        try:
-            options = (
-                options_model.model_validate(entry.options) if options_model else entry.options
-            )
-        except ValidationError as error:
-            problems.extend(_problems(error, where))
-            continue
-        try:
-            matches = compile_match(entry.match)
-        except ValidationError as error:
-            problems.extend(_problems(error, (*where, "match")))
-            continue
-        handler: Handler = cls(entry.name or entry.type, options, context)
-        routes.append(Route(handler, matches))
-    if problems:
-        raise ConfigError(problems)
-    return routes
+def build_handler(entry: HandlerSettings, context: HandlerContext) -> Handler:
+    """One configured handler, its options validated; a :class:`ConfigError` at its key path
+    (``context.where``) for a bad type or bad options."""
+    try:
+        cls = resolve_handler_class(entry.type)
+    except HandlerTypeError as exc:
+        raise ConfigError([(context.key("type"), str(exc))]) from None
+    options_model = getattr(cls, "Options", None)
+    try:
+        options = options_model.model_validate(entry.options) if options_model else entry.options
+    except ValidationError as error:
+        raise ConfigError(validation_problems(error, context.where)) from None
+    handler: Handler = cls(entry.name or entry.type, options, context)
+    return handler

@@ -58,7 +58,7 @@ from yarl import URL
 from tuya_events import __version__
 from tuya_events.config.types import Duration
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.base import BaseHandler, HandlerContext, HandlerError
 from tuya_events.handlers.payload import event_id, event_payload
 from tuya_events.handlers.webhook_signing import (
     ID_HEADER,
@@ -325,7 +325,9 @@ class WebhookHandler(BaseHandler):
     # pipeline's per-call timeout stays off.
     timeout: float | None = None
 
-    def __init__(self, name: str, options: WebhookOptions, context: object = None) -> None:
+    def __init__(
+        self, name: str, options: WebhookOptions, context: HandlerContext | None = None
+    ) -> None:
         super().__init__(name)
         self.options = options
         self._url = URL(options.url)
@@ -341,8 +343,7 @@ class WebhookHandler(BaseHandler):
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(options.max_concurrency)
         self._batcher: _Batcher | None = None
-        metrics = getattr(context, "metrics", None)
-        self._requests = metrics.webhook_requests if metrics is not None else None
+        self._requests = context.metrics.webhook_requests if context is not None else None
         self._request_counters: dict[str, Any] = {}
 
     def _count(self, status_class: str) -> None:

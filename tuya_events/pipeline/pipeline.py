@@ -33,6 +33,7 @@ from tuya_events.observability.metrics import DUPLICATE, FAILURE, RETRY, SUCCESS
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.dedupe import RecentlyHandled
 from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.pipeline.routes import Route
 from tuya_events.tuya.codec import TuyaCodec, encryption_mode
 from tuya_events.tuya.errors import UNKNOWN_EM, DecodeError
 from tuya_events.tuya.events import Event
@@ -89,18 +90,6 @@ def _plaintext_json(event: Event) -> tuple[bytes | None, str | None]:
         return orjson.dumps(event.document), None
     except (TypeError, ValueError) as exc:
         return None, f"plaintext not stored: {exc}"
-
-
-@dataclass(slots=True)
-class Route:
-    """A handler and the rule that decides which events it sees."""
-
-    handler: Handler
-    matches: Callable[[Event], bool] = always
-
-    @property
-    def name(self) -> str:
-        return self.handler.name
 
 
 @dataclass(slots=True)

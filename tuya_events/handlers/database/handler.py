@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
-from tuya_events.config.errors import ConfigError, key_path
+from tuya_events.config.errors import ConfigError
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import BaseHandler, HandlerError
+from tuya_events.handlers.base import BaseHandler, HandlerContext, HandlerError
 from tuya_events.handlers.database.batcher import Batcher, BatcherClosed
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE
 from tuya_events.handlers.database.options import DatabaseOptions, describe
@@ -57,21 +57,16 @@ def make_backend(options: DatabaseOptions) -> Backend:
     return SQLiteBackend(options.path, options.table_prefix, options.busy_timeout)
 
 
-def _where(name: str, context: Any) -> str:
-    """The handler's key path (``handlers[2]``) for configuration errors raised at start."""
-    settings = getattr(context, "settings", None)
-    if settings is not None and name in settings.handler_names():
-        return key_path(("handlers", settings.handler_names().index(name)))
-    return f"handlers[{name}]"
-
-
 class DatabaseHandler(BaseHandler):
     Options = DatabaseOptions
 
-    def __init__(self, name: str, options: DatabaseOptions, context: Any = None) -> None:
+    def __init__(
+        self, name: str, options: DatabaseOptions, context: HandlerContext | None = None
+    ) -> None:
         super().__init__(name)
         self.options = options
-        self._where = _where(name, context)
+        # Where configuration errors found at start point; a handler built in code has no key.
+        self._where = context.key() if context is not None else f"handler {name!r}"
         # The redactor masks configured secrets already; this covers handlers built in code.
         REDACTOR.add(options.dsn_secrets())
         self.builder = RecordBuilder(
