@@ -31,6 +31,7 @@ import orjson
 from yarl import URL
 
 from tuya_events import __version__
+from tuya_events.backoff import equal_jitter
 from tuya_events.config.settings import OpenApiOptions
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
@@ -223,10 +224,8 @@ class OpenApiClient:
     # -- internals ----------------------------------------------------------------------------
 
     def backoff(self, attempt: int) -> float:
-        """Equal jitter: half the exponential step fixed, half random."""
         options = self.options
-        step = min(options.max_backoff, options.initial_backoff * 2 ** (attempt - 1))
-        return step / 2 + self._rng() * step / 2
+        return equal_jitter(attempt, options.initial_backoff, options.max_backoff, self._rng)
 
     async def _with_retries(self, call: _Call, access_token: str | None) -> Any:
         attempt = 0

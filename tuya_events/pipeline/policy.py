@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from tuya_events.backoff import equal_jitter
 from tuya_events.config.settings import RetrySettings
 from tuya_events.handlers.base import HandlerError
 
@@ -17,9 +18,8 @@ class RetryPolicy:
         self._rng = rng
 
     def backoff(self, attempt: int) -> float:
-        """Equal jitter: half the exponential step fixed, half random, capped at max_backoff."""
-        step = min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** (attempt - 1))
-        return step / 2 + self._rng() * step / 2
+        settings = self.settings
+        return equal_jitter(attempt, settings.initial_backoff, settings.max_backoff, self._rng)
 
     def next_delay(self, error: HandlerError, attempt: int, elapsed: float) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to dead-letter now."""
