@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-deps: $(STAMP)
 	bash scripts/ensure-postgres.sh
@@ -36,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

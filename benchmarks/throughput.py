@@ -906,14 +906,22 @@ PROFILE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("    Metrics.received", "observability/metrics.py", "received"),
     ("    Metrics.decoded", "observability/metrics.py", "decoded"),
     ("    Pipeline._spawn (create_task)", "pipeline/pipeline.py", "_spawn"),
-    ("Pipeline._drain_key (the per-device tasks)", "pipeline/pipeline.py", "_drain_key"),
-    ("  Pipeline._handle", "pipeline/pipeline.py", "_handle"),
-    ("    Pipeline._run_handler", "pipeline/pipeline.py", "_run_handler"),
+    ("  Pipeline._route (routes run synchronously)", "pipeline/pipeline.py", "_route"),
+    ("    Pipeline._run", "pipeline/pipeline.py", "_run"),
     ("      Metrics.handler_outcome", "observability/metrics.py", "handler_outcome"),
-    ("    RecentlyHandled.remember", "pipeline/dedupe.py", "remember"),
-    ("    Pipeline._ack", "pipeline/pipeline.py", "_ack"),
-    ("      PulsarSource.acknowledge (consumer.acknowledge)", "transport/pulsar.py", "acknowledge"),
-    ("  Pipeline._finished", "pipeline/pipeline.py", "_finished"),
+    ("      Pipeline._settle", "pipeline/pipeline.py", "_settle"),
+    ("        RecentlyHandled.remember", "pipeline/dedupe.py", "remember"),
+    (
+        "        PulsarSource.acknowledge (consumer.acknowledge)",
+        "transport/pulsar.py",
+        "acknowledge",
+    ),
+    (
+        "Pipeline._drain (the per-device tasks, handlers that wait)",
+        "pipeline/pipeline.py",
+        "_drain",
+    ),
+    ("  Pipeline._resume", "pipeline/pipeline.py", "_resume"),
 )
 
 

@@ -12,5 +12,5 @@ def equal_jitter(attempt: int, initial: float, maximum: float, rng: Callable[[],
     Half fixed keeps a floor under the wait; half random spreads the retries of many messages
     (or clients) that failed together, so they do not all come back at once.
     """
-    step = min(maximum, initial * 2 ** (attempt - 1))
+    step: float = min(maximum, initial * 2 ** (attempt - 1))
     return step / 2 + rng() * step / 2

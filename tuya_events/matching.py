@@ -110,9 +110,17 @@ def _value_test(condition: ValueCondition) -> Callable[[Any], bool]:
         want = condition.exists
         checks.append(lambda v: (v is not _MISSING) == want)
     if "equals" in given:
-        checks.append(lambda v, e=condition.equals: v is not _MISSING and _same(v, e))
+
+        def equals(v: Any, e: Scalar = condition.equals) -> bool:
+            return v is not _MISSING and _same(v, e)
+
+        checks.append(equals)
     if "not_equals" in given:
-        checks.append(lambda v, e=condition.not_equals: v is _MISSING or not _same(v, e))
+
+        def not_equals(v: Any, e: Scalar = condition.not_equals) -> bool:
+            return v is _MISSING or not _same(v, e)
+
+        checks.append(not_equals)
     if condition.in_ is not None:
         options = condition.in_
         checks.append(lambda v: v is not _MISSING and any(_same(v, o) for o in options))
@@ -126,7 +134,14 @@ def _value_test(condition: ValueCondition) -> Callable[[Any], bool]:
         (condition.lte, float.__le__),
     ):
         if bound is not None:
-            checks.append(lambda v, b=bound, c=compare: (n := _number(v)) is not None and c(n, b))
+            limit: float = bound  # narrowed here: older mypy does not narrow a default
+
+            def within(
+                v: Any, b: float = limit, c: Callable[[float, float], bool] = compare
+            ) -> bool:
+                return (n := _number(v)) is not None and c(n, b)
+
+            checks.append(within)
     return lambda value: all(check(value) for check in checks)
 
 
@@ -148,7 +163,11 @@ def _compile_rule(rule: MatchRule) -> Predicate:
         wanted = getattr(rule, attribute)
         if wanted is not None:
             allowed = frozenset(wanted)
-            tests.append(lambda e, a=attribute, s=allowed: getattr(e, a) in s)
+
+            def attribute_in(e: Event, a: str = attribute, s: frozenset[str] = allowed) -> bool:
+                return getattr(e, a) in s
+
+            tests.append(attribute_in)
     if rule.status_code is not None:
         codes = frozenset(rule.status_code)
         tests.append(

@@ -32,7 +32,8 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "api",
@@ -110,7 +111,8 @@ def _credentials(args: argparse.Namespace, settings: Settings | None) -> tuple[s
 
 def _base_url(args: argparse.Namespace, settings: Settings | None) -> str | None:
     if args.url:
-        return args.url
+        url: str = args.url
+        return url
     if args.region:
         return REGIONS[args.region].openapi_url
     return settings.tuya.resolved_openapi_url if settings else None

@@ -14,7 +14,8 @@ from tuya_events.pipeline.routes import build_routes
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "check-config",

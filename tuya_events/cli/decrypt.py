@@ -29,7 +29,8 @@ SECRET_LENGTH = 24  # the AES-128 key is the secret's characters 8..24
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "decrypt",
@@ -100,7 +101,7 @@ def _frame_em(properties: Any) -> str:
     return encryption_mode(properties)
 
 
-def _unwrap(text: str, em_option: str | None) -> tuple[str, str | None, dict[str, Any] | None]:
+def _unwrap(text: str, em_option: str | None) -> tuple[str, str, dict[str, Any] | None]:
     """(base64 data, em, envelope) from whichever form the user pasted."""
     if not text.startswith("{"):
         return text, em_option or EM_ECB, None

@@ -14,6 +14,7 @@ from pathlib import Path
 from tuya_events.cli import exits
 from tuya_events.cli.exits import CliError
 from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.settings import Settings
 from tuya_events.config.types import parse_listen_address
 from tuya_events.observability.logging import configure_logging, get_logger
 
@@ -23,7 +24,8 @@ DEMO_ACCESS_ID = "demo0access0id000000"
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -44,7 +46,7 @@ def add_parser(
     parser.set_defaults(handler=run)
 
 
-def demo_settings(state_dir: Path, http: str):  # type: ignore[no-untyped-def]
+def demo_settings(state_dir: Path, http: str) -> Settings:
     tree = {
         "tuya": {
             "access_id": DEMO_ACCESS_ID,

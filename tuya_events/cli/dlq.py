@@ -81,7 +81,8 @@ def _filter_options() -> argparse.ArgumentParser:
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "dlq",

@@ -18,7 +18,8 @@ DEFAULT_URL = "http://127.0.0.1:9464"
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "health",
@@ -34,7 +35,8 @@ def add_parser(
 
 def _base_url(args: argparse.Namespace) -> str:
     if args.url:
-        return args.url.rstrip("/")
+        url: str = args.url
+        return url.rstrip("/")
     if args.config:
         host, port = load_settings(args.config).http.listen
         if host in ("0.0.0.0", "::", ""):

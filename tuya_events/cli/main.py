@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)  # the subcommand's exit code
+        return code
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return CONFIG

@@ -30,7 +30,8 @@ def exit_code(stopped: Stopped) -> int:
 
 
 def add_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
 ) -> None:
     parser = subparsers.add_parser(
         "run",

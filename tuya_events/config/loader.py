@@ -86,6 +86,7 @@ class _StrictLoader(yaml.SafeLoader):
                     f"{_line(event.start_mark)}nested more than {MAX_DEPTH} levels deep",
                 )
             node = super().compose_node(parent, index)
+            assert node is not None  # PyYAML's composer always returns one; its stubs say Optional
             if isinstance(event, yaml.AliasEvent):
                 self._check_alias(node, event)
             else:
@@ -114,6 +115,7 @@ class _StrictLoader(yaml.SafeLoader):
         elif isinstance(node, yaml.SequenceNode):
             size = 1 + sum(sizes[item] for item in node.value)
         else:
+            assert isinstance(node, yaml.MappingNode)  # the third and last kind of node
             size = 1 + sum(sizes[key] + sizes[value] for key, value in node.value)
             self._find_duplicates(node)
         if size > MAX_EXPANDED:
@@ -153,7 +155,8 @@ def _segment(index: Any) -> str | int | None:
     if isinstance(index, int):
         return index
     if isinstance(index, yaml.ScalarNode):
-        return index.value
+        key: str = index.value  # a scalar node's value is its text
+        return key
     if isinstance(index, yaml.Node):
         return "?"  # a complex key; the constructor refuses it
     return None

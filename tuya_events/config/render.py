@@ -50,7 +50,8 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     data["tuya"]["access_secret"] = MASK
     data["http"]["listen"] = "{}:{}".format(*settings.http.listen)
-    return _mask(None, data)
+    masked: dict[str, Any] = _mask(None, data)  # a dict comes back a dict
+    return masked
 
 
 def render_effective_config(settings: Settings) -> str:

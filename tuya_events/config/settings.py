@@ -13,6 +13,7 @@ from tuya_events.config.types import Duration, ListenAddress
 from tuya_events.tuya.regions import REGIONS, event_topic, subscription_name
 
 RegionName = Literal["cn", "us", "us-east", "eu", "eu-west", "in"]
+RateClass = Literal["command", "query"]  # the OpenAPI calls' rate-limit classes
 
 # Keys that hold secrets anywhere in the file: masked when shown, and ``<key>_file`` reads them.
 SECRET_KEYS = ("access_secret", "secret", "password", "token", "dsn")
@@ -118,7 +119,7 @@ class RateLimit(Section):
         return data
 
 
-def _default_limits() -> dict[str, RateLimit]:
+def _default_limits() -> dict[RateClass, RateLimit]:
     # Tuya's per-project limits: device commands 4/s, queries 50/s.
     return {"command": RateLimit(rate=4), "query": RateLimit(rate=50)}
 
@@ -137,9 +138,7 @@ class OpenApiOptions(Section):
     initial_backoff: Duration = 0.2
     max_backoff: Duration = 5.0
     refresh_margin: Duration = 60.0
-    rate_limits: dict[Literal["command", "query"], RateLimit] = Field(
-        default_factory=_default_limits
-    )
+    rate_limits: dict[RateClass, RateLimit] = Field(default_factory=_default_limits)
     max_connections: int = Field(default=16, ge=1, le=1000)
 
     @model_validator(mode="after")

@@ -14,7 +14,9 @@ from tuya_events.delivery import Delivery
 @dataclass(frozen=True)
 class DeadLetterRecord:
     """A row of the store. ``body`` is the message exactly as received (still encrypted);
-    ``plaintext`` is only set when the store keeps decrypted payloads."""
+    ``plaintext`` is only set when the store keeps decrypted payloads; ``seen`` counts how often
+    the message was dead-lettered (above 1: the broker delivered it again, its acknowledgement
+    lost, and the same record was updated)."""
 
     id: int
     message_id: str
@@ -34,6 +36,7 @@ class DeadLetterRecord:
     last_failure: float
     device_id: str | None
     plaintext: bytes | None
+    seen: int = 1
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> DeadLetterRecord:

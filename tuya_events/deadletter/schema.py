@@ -43,7 +43,14 @@ def _create_v1(connection: sqlite3.Connection) -> None:
         connection.execute(f"CREATE INDEX {TABLE}_{column} ON {TABLE} ({column})")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+def _seen_v2(connection: sqlite3.Connection) -> None:
+    """How often each message was dead-lettered, and the index that finds it again: a message
+    the broker delivers again (a lost acknowledgement) updates its record, never adds one."""
+    connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN seen INTEGER NOT NULL DEFAULT 1")
+    connection.execute(f"CREATE INDEX {TABLE}_message_id ON {TABLE} (message_id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _seen_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

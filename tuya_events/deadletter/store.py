@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,8 +39,22 @@ _INSERT = "INSERT INTO {} ({}) VALUES ({})".format(
 _UPDATE = (
     f"UPDATE {TABLE} SET attempts = attempts + ?, last_failure = ?, stage = ?, handler = ?, "
     "reason = ?, message = ?, device_id = COALESCE(?, device_id), "
-    "plaintext = COALESCE(?, plaintext) WHERE id = ?"
+    "plaintext = COALESCE(?, plaintext), seen = seen + ? WHERE id = ?"
 )
+# The record of an earlier failure of the same message at the same place.
+_EARLIER = (
+    f"SELECT id FROM {TABLE} WHERE message_id = ? AND topic = ? AND stage = ? AND handler IS ? "
+    "ORDER BY id LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What :meth:`DeadLetterStore.keep` did: the record, and whether it already held the
+    message (delivered again after it was dead-lettered: the record was updated)."""
+
+    record_id: int
+    again: bool
 
 
 @contextmanager
@@ -185,15 +200,36 @@ class DeadLetterStore:
         device_id: str | None = None,
         plaintext: bytes | None = None,
     ) -> int:
-        """Record a failed message; committed (durable) when this returns the record id.
+        """Record a failed message (see :meth:`keep`); returns the record id."""
+        return self.keep(delivery, failure, device_id, plaintext).record_id
 
-        A replayed message (``delivery.dead_letter_id`` set) updates its record: attempts add
-        up, the latest failure replaces the reason, ``first_failure`` stays. If that record was
-        deleted meanwhile, a new one is written, so the message is still not lost.
+    def keep(
+        self,
+        delivery: Delivery,
+        failure: Failure,
+        device_id: str | None = None,
+        plaintext: bytes | None = None,
+    ) -> Kept:
+        """Record a failed message; committed (durable) when this returns.
+
+        One record per message and place of failure (stage and handler): a message delivered
+        again after it was dead-lettered (the broker lost the acknowledgement) updates its
+        record, ``seen`` counting the times. A replayed message (``delivery.dead_letter_id``
+        set) updates the record it came from. Either way attempts add up, the latest failure
+        replaces the reason, ``first_failure`` stays; if the record was deleted meanwhile, a
+        new one is written, so the message is still not lost.
         """
         kept = bytes(plaintext) if self.store_plaintext and plaintext is not None else None
         with self._locked("write a record") as connection, _transaction(connection):
-            if delivery.dead_letter_id is not None:
+            replayed = delivery.dead_letter_id is not None
+            record_id = delivery.dead_letter_id
+            if record_id is None:
+                row = connection.execute(
+                    _EARLIER,
+                    (delivery.message_id, delivery.topic, failure.stage, failure.handler),
+                ).fetchone()
+                record_id = None if row is None else int(row[0])
+            if record_id is not None:
                 cursor = connection.execute(
                     _UPDATE,
                     (
@@ -205,15 +241,16 @@ class DeadLetterStore:
                         failure.message,
                         device_id,
                         kept,
-                        delivery.dead_letter_id,
+                        0 if replayed else 1,
+                        record_id,
                     ),
                 )
                 if cursor.rowcount == 1:
-                    return delivery.dead_letter_id
+                    return Kept(record_id, again=not replayed)
             cursor = connection.execute(_INSERT, _insert_values(delivery, failure, device_id, kept))
-            record_id = cursor.lastrowid
-        assert record_id is not None
-        return record_id
+            new_id = cursor.lastrowid
+        assert new_id is not None
+        return Kept(new_id, again=False)
 
     def delete(self, record_id: int) -> bool:
         """Remove one record (after a successful replay); False if it was not there."""
@@ -301,6 +338,7 @@ def _insert_values(
         failure.last_failure,
         device_id,
         plaintext,
+        1,  # seen
     )
 
 

@@ -8,6 +8,7 @@ upstream Tuya message is acknowledged after that, never before.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -87,7 +88,7 @@ class PulsarForwardHandler(BaseHandler):
 
     def _new_client(self) -> pulsar.asyncio.Client:
         options = self.options
-        client_options: dict = {"logger": pulsar_client_logger()}
+        client_options: dict[str, Any] = {"logger": pulsar_client_logger()}
         if options.token:
             client_options["authentication"] = pulsar.AuthenticationToken(options.token)
         if urlsplit(options.service_url).scheme.lower() in TLS_SCHEMES:

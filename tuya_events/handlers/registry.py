@@ -14,7 +14,7 @@ import inspect
 import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,7 +68,7 @@ def _imported(what: str, load: Callable[[], Any]) -> Any:
         raise HandlerTypeError(f"cannot import {what}: {type(exc).__name__}: {exc}") from None
 
 
-def is_handler_class(candidate: Any) -> bool:
+def is_handler_class(candidate: Any) -> TypeGuard[type]:
     """A class deriving from the contract in :mod:`tuya_events.handlers.base`: ``BaseHandler``,
     or the ``Handler`` protocol subclassed explicitly. Checked before anything is called, so a
     function or any other class named by ``type:`` is never run."""

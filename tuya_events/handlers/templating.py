@@ -181,8 +181,9 @@ def _compile_string(text: str, path: bool = False) -> Renderer:
         if isinstance(only, Placeholder) and not path:
             return only.value  # the whole string: the value with its own type
         return lambda scope: only
-    if all(isinstance(part, str) for part in parts):
-        joined = "".join(parts)  # type: ignore[arg-type]
+    texts = [part for part in parts if isinstance(part, str)]
+    if len(texts) == len(parts):  # no placeholder: one constant string
+        joined = "".join(texts)
         return lambda scope: joined
 
     substitute = _segment if path else lambda part, scope: _text(part.value(scope))

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
 try:
     import resource
 except ImportError:  # not on Linux/macOS: no descriptor limit to respect
-    resource = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]  # stands for the missing module; checked first
 
 HEADER_TIMEOUT = "header_timeout"
 EVICTED = "evicted"
 REJECTED = "rejected"
 
-Transport = asyncio.BaseTransport
+Transport = asyncio.Transport
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -151,9 +152,12 @@ class _GuardedProtocol(asyncio.Protocol):
         self._admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._admitted = self._guard.admit(transport)
+        # A stream protocol's transport is an asyncio.Transport (as aiohttp's protocol assumes);
+        # once per connection, off the per-message path.
+        stream = cast(Transport, transport)
+        self._admitted = self._guard.admit(stream)
         if self._admitted:
-            self._transport = transport
+            self._transport = stream
             self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

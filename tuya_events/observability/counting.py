@@ -33,7 +33,8 @@ class Buckets:
 
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs as the exposition format wants them: cumulative, +Inf last."""
-        pairs, running = [], 0
+        pairs: list[tuple[str, float]] = []
+        running = 0
         for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
             running += count
             pairs.append((floatToGoString(bound), running))

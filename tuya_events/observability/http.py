@@ -10,7 +10,7 @@ traceback per try (observability/accepting.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,8 +30,18 @@ REFUSAL_LOG_INTERVAL = 10.0
 # Room in the kernel for a burst of connections: beyond it their SYNs are dropped and clients
 # (probes included) retry only after 1 s, 3 s, ... Queued ones cost no file descriptor.
 BACKLOG = 512
+
+
+class HeaderLimits(TypedDict):
+    """aiohttp's request-parser limits (keyword arguments of its ``Server``)."""
+
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+
+
 # Per connection; with MAX_CONNECTIONS that bounds what slow clients can make us buffer.
-HEADER_LIMITS = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
+HEADER_LIMITS: HeaderLimits = {"max_line_size": 4096, "max_field_size": 4096, "max_headers": 32}
 
 
 def _status(ok_detail: tuple[bool, str]) -> web.Response:

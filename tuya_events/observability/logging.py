@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 from tuya_events.observability.redact import REDACTOR, Redactor
 
@@ -37,7 +38,7 @@ def _redact_value(value: Any, redactor: Redactor) -> Any:
     return value
 
 
-def redact_secrets(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """structlog processor before the renderer: mask registered secrets in structured fields.
 
     Plain strings are left to :func:`redact_rendered` (one pass over the line is cheaper than
@@ -97,7 +98,8 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_secrets,
             renderer,
-            redact_rendered,
+            # After the renderer a processor is given the line, not an event dict.
+            redact_rendered,  # type: ignore[list-item]  # structlog types only dict processors
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -126,4 +128,5 @@ def pulsar_client_logger() -> Any:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)  # as configured above
+    return logger

@@ -74,7 +74,14 @@ class Metrics:
         )
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters",
-            "Messages written to the dead-letter store.",
+            "Messages written to the dead-letter store (each once, however often delivered).",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.dead_letters_seen_again = Counter(
+            f"{PREFIX}_dead_letters_seen_again",
+            "Messages that failed again after they were dead-lettered (delivered again: an "
+            "acknowledgement lost in a broker restart); their record was updated, not repeated.",
             ["stage", "reason"],
             registry=r,
         )

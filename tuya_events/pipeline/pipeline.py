@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from tuya_events.deadletter.errors import DeadLetterStoreError
+from tuya_events.deadletter.store import Kept
 from tuya_events.delivery import Delivery, Failure
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.matching import always
@@ -108,17 +109,18 @@ class _InFlight:
 class DeadLetterSink(Protocol):
     """What the pipeline needs from the dead-letter store (sync; run in a thread).
 
-    ``put`` raises :class:`DeadLetterStoreError` (or an ``OSError``) when the store cannot be
-    written, retried until it can; anything else is taken as a problem with the record's content.
+    ``keep`` writes one record per message (a message delivered again updates its record) and
+    raises :class:`DeadLetterStoreError` (or an ``OSError``) when the store cannot be written,
+    retried until it can; anything else is taken as a problem with the record's content.
     """
 
-    def put(
+    def keep(
         self,
         delivery: Delivery,
         failure: Failure,
         device_id: str | None = None,
         plaintext: bytes | None = None,
-    ) -> int: ...
+    ) -> Kept: ...
 
     def count(self) -> int: ...
 
@@ -499,8 +501,8 @@ class Pipeline:
                 failure.message = f"{failure.message}; {problem}"
         while True:
             try:
-                await asyncio.to_thread(
-                    self.dead_letters.put, delivery, failure, device_id, plaintext
+                kept = await asyncio.to_thread(
+                    self.dead_letters.keep, delivery, failure, device_id, plaintext
                 )
                 records = await asyncio.to_thread(self.dead_letters.count)
                 break
@@ -522,9 +524,10 @@ class Pipeline:
                     message_id=delivery.message_id,
                 )
                 plaintext = None
-                kept = failure.message.encode("ascii", "backslashreplace").decode("ascii")
-                failure.message = f"{kept}; record content refused: {type(exc).__name__}"
+                ascii_text = failure.message.encode("ascii", "backslashreplace").decode("ascii")
+                failure.message = f"{ascii_text}; record content refused: {type(exc).__name__}"
         # A replayed record is updated once; a second failing handler gets a record of its own.
         delivery.dead_letter_id = None
-        self.metrics.dead_letters.labels(failure.stage, failure.reason).inc()
+        counter = self.metrics.dead_letters_seen_again if kept.again else self.metrics.dead_letters
+        counter.labels(failure.stage, failure.reason).inc()
         self.metrics.dead_letter_records.set(records)

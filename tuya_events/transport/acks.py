@@ -119,7 +119,7 @@ class PrefixAcks:
         return sum(len(queue) for queue in self._received.values())
 
     def _acknowledge_waiting(self, queue: deque[Delivery]) -> None:
-        unfinished = deque()
+        unfinished: deque[Delivery] = deque()
         for delivery in queue:
             if delivery.finished:
                 self._individual(delivery.handle)

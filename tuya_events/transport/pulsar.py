@@ -86,22 +86,24 @@ class PulsarDelivery(Delivery):
         self.finished = False
         self._message_id: str | None = None
 
-    @property  # type: ignore[override]
-    def message_id(self) -> str:
+    @property
+    def message_id(self) -> str:  # type: ignore[override]  # read-only, read lazily
         if self._message_id is None:
             self._message_id = str(self.handle.message_id())
         return self._message_id
 
-    @property  # type: ignore[override]
-    def topic(self) -> str:
-        return self.handle.topic_name()
+    @property
+    def topic(self) -> str:  # type: ignore[override]  # read-only, read lazily
+        topic: str = self.handle.topic_name()
+        return topic
 
-    @property  # type: ignore[override]
-    def redelivery_count(self) -> int:
-        return self.handle.redelivery_count()
+    @property
+    def redelivery_count(self) -> int:  # type: ignore[override]  # read-only, read lazily
+        count: int = self.handle.redelivery_count()
+        return count
 
-    @property  # type: ignore[override]
-    def key(self) -> str | None:
+    @property
+    def key(self) -> str | None:  # type: ignore[override]  # read-only, read lazily
         return self.handle.partition_key() or None
 
 
@@ -125,10 +127,10 @@ class PulsarSource:
                 max_waiting=settings.consumer.max_in_flight,
             )
 
-    def _client_options(self) -> dict:
+    def _client_options(self) -> dict[str, Any]:
         tuya, tls = self.settings.tuya, self.settings.tls
         url = tuya.resolved_pulsar_url
-        options: dict = {
+        options: dict[str, Any] = {
             "authentication": pulsar_authentication(
                 tuya.access_id, tuya.access_secret.get_secret_value()
             ),
@@ -239,7 +241,7 @@ class PulsarSource:
         messages = await loop.run_in_executor(self._executor, binding.batch_receive)
         if not messages:
             return []
-        deliveries = [PulsarDelivery(message) for message in messages]
+        deliveries: list[Delivery] = [PulsarDelivery(message) for message in messages]
         prefix_acks = self._prefix_acks
         if prefix_acks is not None:
             for delivery in deliveries:

@@ -128,7 +128,7 @@ class TuyaCodec:
 
     def decrypt(
         self, body: bytes | str, properties: Mapping[str, str] | None
-    ) -> tuple[dict, bytes]:
+    ) -> tuple[dict[str, Any], bytes]:
         """Envelope and plaintext, after the optional ``sign`` check."""
         em = encryption_mode(properties)
         envelope = parse_envelope(body)

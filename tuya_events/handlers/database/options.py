@@ -62,7 +62,11 @@ def _problem(key: str, message: str) -> ValidationError:
     """A validation error located at one key, so the user sees ``handlers[0].<key>``."""
     return ValidationError.from_exception_data(
         "DatabaseOptions",
-        [InitErrorDetails(type=PydanticCustomError("database_options", message), loc=(key,))],
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("database_options", message), loc=(key,), input=None
+            )
+        ],
     )
 
 

@@ -24,6 +24,7 @@ import hashlib
 import ssl
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -50,6 +51,12 @@ from tuya_events.handlers.database.schema import (
     versions_table,
 )
 from tuya_events.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A connection of its own or one lent by the pool: the same methods.
+    AnyConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 log = get_logger("tuya_events.handlers.database")
 
@@ -106,7 +113,7 @@ def insert_from_staging(prefix: str) -> dict[str, str]:
     return statements
 
 
-async def write_rows(connection: asyncpg.Connection, rows: Rows, inserts: dict[str, str]) -> None:
+async def write_rows(connection: AnyConnection, rows: Rows, inserts: dict[str, str]) -> None:
     """One batch, inside the caller's transaction: COPY each table's rows, then one simple
     query with the INSERTs of the tables that got rows."""
     staged: list[str] = []
@@ -128,7 +135,7 @@ def advisory_lock_key(prefix: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def migrate(connection: asyncpg.Connection, prefix: str) -> int:
+async def migrate(connection: AnyConnection, prefix: str) -> int:
     """Apply the missing versions in one transaction, under a transaction-scoped advisory lock
     (PostgreSQL's DDL is transactional: a failed migration leaves nothing behind)."""
     versions = versions_table(prefix)
