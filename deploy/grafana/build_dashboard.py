@@ -265,12 +265,19 @@ def errors() -> list[Panel]:
         ),
         timeseries(
             "Dead letters by stage and reason",
-            "Messages written to the dead-letter store, per second.",
+            "Messages written to the dead-letter store, per second, each once; 'again' are "
+            "messages that failed again after they were dead-lettered (delivered again when a "
+            "broker restart lost the acknowledgement): their record was updated, not repeated.",
             [
                 (
                     f"sum by (stage, reason) (rate(tuya_events_dead_letters_total{{{SEL}}}{RATE}))",
                     "{{stage}} {{reason}}",
-                )
+                ),
+                (
+                    f"sum by (stage, reason) "
+                    f"(rate(tuya_events_dead_letters_seen_again_total{{{SEL}}}{RATE}))",
+                    "again: {{stage}} {{reason}}",
+                ),
             ],
             unit="ops",
         ),

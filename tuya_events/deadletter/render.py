@@ -85,6 +85,7 @@ def _field_lines(record: DeadLetterRecord) -> Iterable[tuple[str, str]]:
     yield "handler", printable(record.handler or _MISSING)
     yield "reason", printable(record.reason)
     yield "attempts", str(record.attempts)
+    yield "dead-lettered", "once" if record.seen == 1 else f"{record.seen} times (delivered again)"
     yield "first failure", local_time(record.first_failure)
     yield "last failure", local_time(record.last_failure)
     yield "device", printable(record.device_id or _MISSING)

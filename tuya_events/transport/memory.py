@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 
 from tuya_events.delivery import Delivery
+
+RECENT_ACKS = 10_000
 
 
 class MemorySource:
@@ -20,6 +23,8 @@ class MemorySource:
         self._ids = itertools.count(1)
         self.unacknowledged: dict[str, Delivery] = {}
         self.acknowledged: list[str] = []
+        # What a broker restart could still hand out again (its last acks not yet persisted).
+        self._recently_acknowledged: deque[Delivery] = deque(maxlen=RECENT_ACKS)
         self.closed = False
 
     def publish(
@@ -54,6 +59,19 @@ class MemorySource:
             self._queue.put_nowait(delivery)
         return len(pending)
 
+    def lose_acknowledgements(self) -> int:
+        """Like a broker restart that lost its last acknowledgements: the messages acknowledged
+        recently come again, as the same messages (same ids), with their redelivery count
+        raised."""
+        lost = list(self._recently_acknowledged)
+        self._recently_acknowledged.clear()
+        for delivery in lost:
+            delivery.redelivery_count += 1
+            delivery.dead_letter_id = None
+            self.unacknowledged[delivery.message_id] = delivery
+            self._queue.put_nowait(delivery)
+        return len(lost)
+
     async def start(self) -> None:
         return None
 
@@ -75,6 +93,7 @@ class MemorySource:
     def acknowledge(self, delivery: Delivery) -> None:
         if self.unacknowledged.pop(delivery.message_id, None) is not None:
             self.acknowledged.append(delivery.message_id)
+            self._recently_acknowledged.append(delivery)
 
     def connected(self) -> bool:
         return not self.closed
