@@ -376,6 +376,36 @@ def lag() -> list[Panel]:
 def dependencies() -> list[Panel]:
     panels = [
         timeseries(
+            "Handler targets down",
+            "1 while a handler's target (database, webhook receiver, OpenAPI) is down: its "
+            "messages wait and one probe at a time tries the target (at most "
+            "retry.outage_probe_max apart); with the messages that started waiting per second.",
+            [
+                (f"max by (handler) (tuya_events_handler_down{{{HSEL}}})", "down {{handler}}"),
+                (
+                    f"sum by (handler) (rate(tuya_events_handler_outage_waits_total{{{HSEL}}}"
+                    f"{RATE}))",
+                    "waiting {{handler}}",
+                ),
+            ],
+        ),
+        timeseries(
+            "Handler outages",
+            "Outages that began per hour, and the share of the time the target was down "
+            "(counted when each outage ends), per handler.",
+            [
+                (
+                    f"sum by (handler) (increase(tuya_events_handler_outages_total{{{HSEL}}}[1h]))",
+                    "outages/h {{handler}}",
+                ),
+                (
+                    f"sum by (handler) (rate(tuya_events_handler_outage_seconds_total{{{HSEL}}}"
+                    f"{RATE}))",
+                    "share down {{handler}}",
+                ),
+            ],
+        ),
+        timeseries(
             "Webhook requests by status class",
             "Per second: 2xx, 3xx, 4xx, 5xx, network_error, timeout.",
             [

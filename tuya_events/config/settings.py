@@ -87,6 +87,9 @@ class RetrySettings(Section):
     # Outages of infrastructure (database down, webhook 5xx) retry this long before the message
     # goes to the dead-letter store; Tuya itself keeps unacknowledged messages about 2 hours.
     infrastructure_max_time: Duration = 3600.0
+    # While a handler's target is down, one message at a time probes it, at most this far apart
+    # (from initial_backoff up): the longest its return can go unnoticed.
+    outage_probe_max: Duration = 1.0
 
 
 class DeadLetterSettings(Section):

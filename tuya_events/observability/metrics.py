@@ -78,6 +78,31 @@ class Metrics:
             ["stage", "reason"],
             registry=r,
         )
+        self.handler_outages = Counter(
+            f"{PREFIX}_handler_outages",
+            "Times a handler's target went down (an infrastructure failure: database down, "
+            "HTTP 5xx, connection refused).",
+            ["handler"],
+            registry=r,
+        )
+        self.handler_down = Gauge(
+            f"{PREFIX}_handler_down",
+            "1 while a handler's target is down (its messages wait, one probe at a time).",
+            ["handler"],
+            registry=r,
+        )
+        self.handler_outage_seconds = Counter(
+            f"{PREFIX}_handler_outage_seconds",
+            "Time handlers' targets were down, counted when each outage ends.",
+            ["handler"],
+            registry=r,
+        )
+        self.handler_outage_waits = Counter(
+            f"{PREFIX}_handler_outage_waits",
+            "Messages that waited on a handler's outage (each time it waited).",
+            ["handler"],
+            registry=r,
+        )
         self.dead_letters_seen_again = Counter(
             f"{PREFIX}_dead_letters_seen_again",
             "Messages that failed again after they were dead-lettered (delivered again: an "
@@ -211,3 +236,10 @@ class Metrics:
         for outcome in (SUCCESS, RETRY, FAILURE, DUPLICATE, UNMATCHED):
             outcomes.setdefault((handler, outcome), 0)
         self.counts.handler_buckets_for(handler)
+        for series in (
+            self.handler_outages,
+            self.handler_down,
+            self.handler_outage_seconds,
+            self.handler_outage_waits,
+        ):
+            series.labels(handler)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 import orjson
 
@@ -33,6 +33,7 @@ from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import DUPLICATE, FAILURE, RETRY, SUCCESS, UNMATCHED, Metrics
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.dedupe import RecentlyHandled
+from tuya_events.pipeline.outage import Outage, Turn
 from tuya_events.pipeline.policy import RetryPolicy
 from tuya_events.pipeline.routes import Route
 from tuya_events.tuya.codec import TuyaCodec, encryption_mode
@@ -46,6 +47,19 @@ HANDLER_STAGE = "handler"
 PIPELINE_STAGE = "pipeline"  # a bug of ours, not the message's: kept, logged with its traceback
 INTERNAL_ERROR = "internal_error"
 DEAD_LETTER_RETRY_SECONDS = 5.0
+
+
+@final
+class _WaitForOutage:
+    """Stands for an attempt not made yet: the message came while its handler was down, so it
+    waits on the outage first. Never awaited."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise RuntimeError("not an attempt")
+        yield  # a generator, as __await__ must be
+
+
+_WAIT_FOR_OUTAGE = _WaitForOutage()
 
 
 def _start(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None] | None:
@@ -191,7 +205,14 @@ class Pipeline:
         self._all_names = frozenset(route.name for route in self._routes)
         # Per message: no property call for the name, no call at all for a route without rules.
         self._plan = tuple(
-            (route.name, route.handler, None if route.matches is always else route.matches)
+            (
+                route.name,
+                route.handler,
+                None if route.matches is always else route.matches,
+                Outage(
+                    route.name, metrics, policy.settings.initial_backoff, policy.outage_probe_max
+                ),
+            )
             for route in self._routes
         )
         self._retry_log = RetryLog()
@@ -377,7 +398,7 @@ class Pipeline:
         metrics, event, delivery = self.metrics, message.event, message.delivery
         assert event is not None
         only_handler, done = message.only_handler, message.done
-        for index, (name, handler, matches) in enumerate(self._plan[first:], first):
+        for index, (name, handler, matches, outage) in enumerate(self._plan[first:], first):
             if only_handler is not None and name != only_handler:
                 continue
             if matches is not None and not matches(event):
@@ -387,6 +408,8 @@ class Pipeline:
                 metrics.handler_outcome(name, DUPLICATE)
                 continue
             started = time.perf_counter()
+            if outage.down:  # wait with the others rather than add to the load on the target
+                return self._resume(message, index, _WAIT_FOR_OUTAGE, started)
             pending = _start(handler, event, delivery)
             if pending is not None:  # it has to wait, or it failed: the rest runs in a task
                 return self._resume(message, index, pending, started)
@@ -402,7 +425,7 @@ class Pipeline:
     ) -> None:
         """Wait for route ``index``'s attempt (retrying while it fails), then run the rest."""
         try:
-            failure = await self._attempts(self._plan[index][1], message, pending, started)
+            failure = await self._attempts(index, message, pending, started)
             if failure is not None:
                 # Dead-lettered is settled for this handler: a redelivery must not run it again.
                 await self._dead_letter(message, failure)
@@ -416,34 +439,69 @@ class Pipeline:
 
     async def _attempts(
         self,
-        handler: Handler,
+        index: int,
         message: _InFlight,
         pending: Awaitable[None] | None,
         started: float,
     ) -> Failure | None:
-        """Await a started attempt, and retry until it succeeds or the policy gives up.
+        """Await a started attempt of route ``index``, and retry until it succeeds or the policy
+        gives up. Returns None on success, else the failure to dead-letter.
 
-        Returns None on success, else the failure to dead-letter. ``started`` is when the
-        attempt began, for its duration.
+        ``pending`` is the started attempt (``started`` is when it began, for its duration), or
+        :data:`_WAIT_FOR_OUTAGE` for a message that came while its handler was down. While the
+        handler is down the message waits on the outage, which lets one message at a time
+        probe the target; ordinary failures back off per message, as the policy says.
         """
-        name = handler.name
+        name, handler, _, outage = self._plan[index]
         event, delivery = message.event, message.delivery
         assert event is not None
-        first_failure = 0.0
-        attempt = 1
+        first_failure = time.time() if pending is _WAIT_FOR_OUTAGE else 0.0
+        attempt = 0
+        probing = False
         while True:
+            if pending is _WAIT_FOR_OUTAGE:
+                budget = self.policy.outage_budget(time.time() - first_failure)
+                turn = Turn.EXPIRED if budget is None else await outage.wait(budget)
+                if turn is Turn.EXPIRED:
+                    return self._gave_up(name, outage.reason, outage.detail, attempt, first_failure)
+                probing = turn is Turn.PROBE
+                started = time.perf_counter()
+                pending = _start(handler, event, delivery)
+            attempt += 1
             try:
                 if pending is not None:
                     await pending
+            except asyncio.CancelledError:
+                if probing:
+                    outage.released()
+                raise
             except Exception as exc:
                 error = _as_handler_error(exc, handler)
             else:
+                if probing:
+                    outage.reached()
                 self._succeeded(name, started)
                 return None
             now = time.time()
             first_failure = first_failure or now
-            delay = self.policy.next_delay(error, attempt, now - first_failure)
             detail = REDACTOR(error.message)
+            if error.infrastructure:
+                if probing:
+                    outage.probe_failed(error, detail)
+                else:
+                    outage.failed(error, detail)
+                if self.policy.outage_budget(now - first_failure) is None:
+                    self.metrics.handler_outcome(name, FAILURE, time.perf_counter() - started)
+                    return Failure(
+                        HANDLER_STAGE, error.reason, detail, name, attempt, first_failure, now
+                    )
+                self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
+                pending = _WAIT_FOR_OUTAGE
+                continue
+            if probing:
+                outage.reached()  # it answered: the failure is this message's own
+                probing = False
+            delay = self.policy.next_delay(error, attempt, now - first_failure)
             if delay is None:
                 self.metrics.handler_outcome(name, FAILURE, time.perf_counter() - started)
                 return Failure(
@@ -452,9 +510,15 @@ class Pipeline:
             self.metrics.handler_outcome(name, RETRY, time.perf_counter() - started)
             self._retry_log.failed(name, error, detail, message, attempt, delay)
             await asyncio.sleep(delay)
-            attempt += 1
             started = time.perf_counter()
             pending = _start(handler, event, delivery)
+
+    def _gave_up(
+        self, name: str, reason: str, detail: str, attempts: int, first_failure: float
+    ) -> Failure:
+        """A message that waited on an outage past ``retry.infrastructure_max_time``."""
+        self.metrics.handler_outcome(name, FAILURE)
+        return Failure(HANDLER_STAGE, reason, detail, name, attempts, first_failure, time.time())
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -21,6 +21,22 @@ class RetryPolicy:
         settings = self.settings
         return equal_jitter(attempt, settings.initial_backoff, settings.max_backoff, self._rng)
 
+    @property
+    def initial_backoff(self) -> float:
+        return self.settings.initial_backoff
+
+    @property
+    def outage_probe_max(self) -> float:
+        """The longest wait between two probes of a down target: the most its return can go
+        unnoticed."""
+        return self.settings.outage_probe_max
+
+    def outage_budget(self, elapsed: float) -> float | None:
+        """How much longer a message may wait on an outage, ``elapsed`` seconds after its first
+        failure; None: dead-letter it now."""
+        left = self.settings.infrastructure_max_time - elapsed
+        return left if left > 0 else None
+
     def next_delay(self, error: HandlerError, attempt: int, elapsed: float) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to dead-letter now."""
         if not error.retryable:
