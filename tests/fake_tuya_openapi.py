@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.threaded_server import ThreadedAiohttpServer
+from tests.support.servers import ThreadedAiohttpServer
 
 TOKEN_PATH = "/v1.0/token"
 PUSH_PATH = "/v1.0/iot-03/messages/app-notifications/actions/push"

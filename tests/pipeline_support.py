@@ -1,4 +1,8 @@
-"""Helpers for driving the real daemon in-process on the in-memory source."""
+"""Helpers for driving the real daemon in-process on the in-memory source.
+
+This module keeps its path: the benchmarks import it (``make_settings`` and ``wait_until`` among
+its names, which live in tests/support/ with the other shared helpers).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from tests import vectors as v
+from tests.support.metrics import handler_outcomes
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 from tuya_events.cli.run import exit_code
-from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
 from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
@@ -19,27 +24,29 @@ from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
 from tuya_events.pipeline.routes import Route
 from tuya_events.transport.memory import MemorySource
-from tuya_events.tuya.codec import TuyaEncoder
+from tuya_events.tuya.codec import TuyaCodec, TuyaEncoder
 from tuya_events.tuya.events import Event
 
+__all__ = [
+    "ENCODER",
+    "Harness",
+    "RecordingHandler",
+    "decoded_status",
+    "in_harness",
+    "make_settings",
+    "random_delay",
+    "status_message",
+    "wait_until",
+]
+
 ENCODER = TuyaEncoder(v.ACCESS_ID, v.ACCESS_SECRET)
-
-
-def make_settings(tmp_path: Path, **sections: Any) -> Settings:
-    tree: dict[str, Any] = {
-        "tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"},
-        "dead_letter": {"path": str(tmp_path / "dead-letters.sqlite3")},
-        "retry": {"initial_backoff": "10ms", "max_backoff": "50ms", "max_attempts": 3},
-        "http": {"enabled": False},
-    }
-    for name, values in sections.items():
-        tree[name] = {**tree.get(name, {}), **values}
-    return settings_from_mapping(tree, {})
+T = TypeVar("T")
 
 
 def status_message(
     device: str, seq: int, em: str | None = "aes_ecb"
 ) -> tuple[bytes, dict[str, str]]:
+    """An encrypted status report of ``device`` whose data point ``seq`` is ``seq``."""
     document = {
         "dataId": f"{device}-{seq}",
         "devId": device,
@@ -47,6 +54,13 @@ def status_message(
         "status": [{"code": "seq", "value": seq, "t": 1700000000000 + seq}],
     }
     return ENCODER.encode(document, em=em, protocol=4)
+
+
+def decoded_status(device: str = "dev00", seq: int = 0) -> tuple[Event, Delivery]:
+    """:func:`status_message` decoded, with its delivery: what a handler is handed."""
+    body, properties = status_message(device, seq)
+    event = TuyaCodec(v.ACCESS_SECRET).decode(body, properties)
+    return event, Delivery(body=body, properties=properties, message_id=f"m:{device}:{seq}")
 
 
 class RecordingHandler(BaseHandler):
@@ -104,17 +118,9 @@ class RecordingHandler(BaseHandler):
 
 
 def random_delay(maximum: float = 0.003) -> Callable[[], float]:
+    """Reproducible random handler delays up to ``maximum`` seconds."""
     rng = random.Random(7)
     return lambda: rng.random() * maximum
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class Harness:
@@ -142,11 +148,7 @@ class Harness:
 
     def outcomes(self, handler: str, outcome: str) -> float:
         """A handler's outcome count as ``/metrics`` shows it (0 when the series is absent)."""
-        labels = {"handler": handler, "outcome": outcome}
-        value = self.daemon.metrics.registry.get_sample_value(
-            "tuya_events_handler_outcomes_total", labels
-        )
-        return value or 0.0
+        return handler_outcomes(self.daemon.metrics.registry, handler, outcome)
 
     async def stop(self) -> int:
         """The exit code ``tuya-events run`` would give for how the daemon stopped."""
@@ -158,3 +160,17 @@ class Harness:
         if self.task is not None and not self.task.done():
             await self.stop()
         self.store.close()
+
+
+def in_harness(
+    settings: Settings,
+    handlers: Sequence[BaseHandler | Route],
+    scenario: Callable[[Harness], Awaitable[T]],
+) -> T:
+    """Run ``scenario`` against a started :class:`Harness` in a fresh event loop."""
+
+    async def main() -> T:
+        async with Harness(settings, handlers) as h:
+            return await scenario(h)
+
+    return asyncio.run(main())

@@ -8,16 +8,14 @@ import asyncio
 import io
 import itertools
 import json
-import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hypothesis
 import pytest
-import structlog
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,23 +23,21 @@ from yarl import URL
 
 from tests import vectors as v
 from tests.fake_tuya_openapi import PUSH_PATH, FakeTuyaOpenApi
-from tests.pipeline_support import ENCODER, Harness, wait_until
+from tests.pipeline_support import ENCODER, Harness, in_harness
+from tests.support.paths import ROOT
+from tests.support.servers import serving
+from tests.support.settings import make_settings, routes_of
+from tests.support.waiting import wait_until
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.settings import Settings
 from tuya_events.delivery import Delivery
-from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.action import ActionHandler, path_problem
 from tuya_events.handlers.base import BaseHandler
 from tuya_events.handlers.templating import Scope, TemplateError, compile_template
-from tuya_events.observability.logging import configure_logging
-from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.routes import build_routes
 from tuya_events.tuya.events import Event, build_event
 
-FAST_RETRY = {"initial_backoff": "10ms", "max_backoff": "50ms", "max_attempts": 3}
 FAST_CLIENT = {"initial_backoff": "10ms", "max_backoff": "50ms"}
-ROOT = Path(__file__).resolve().parent.parent
 
 DOOR_OPENS_LIGHT_ON = {
     "name": "hall-light",
@@ -60,18 +56,16 @@ DOOR_OPENS_LIGHT_ON = {
 
 @pytest.fixture
 def server() -> Iterator[FakeTuyaOpenApi]:
-    fake = FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET).start()
-    yield fake
-    fake.stop()
+    with serving() as start:
+        yield start(FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET))
 
 
 @pytest.fixture
 def legacy_server() -> Iterator[FakeTuyaOpenApi]:
     """A project from before mid-2021: only the legacy sign passes, so an accepted call proves
     the client that sent it had ``legacy_signing`` on."""
-    fake = FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET, legacy=True).start()
-    yield fake
-    fake.stop()
+    with serving() as start:
+        yield start(FakeTuyaOpenApi(v.ACCESS_ID, v.ACCESS_SECRET, legacy=True))
 
 
 def door(device: str, seq: int, opened: bool = True) -> tuple[bytes, dict[str, str]]:
@@ -104,38 +98,15 @@ def build(
     **sections: Any,
 ) -> tuple[Settings, list[Any]]:
     """Settings with ``handlers`` and the OpenAPI URL of ``server``, and the built handlers."""
-    tuya = {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"}
     if server is not None:
-        tuya["openapi_url"] = server.url
-    tree: dict[str, Any] = {
-        "tuya": tuya,
-        "dead_letter": {"path": str(tmp_path / "dead-letters.sqlite3")},
-        "retry": FAST_RETRY,
-        "http": {"enabled": False},
-        "handlers": handlers,
-    }
-    for name, values in sections.items():
-        tree[name] = {**tree.get(name, {}), **values}
-    settings = settings_from_mapping(tree, {})
-    routes = build_routes(settings, HandlerContext(settings, Metrics()))
+        sections["tuya"] = {"openapi_url": server.url, **sections.get("tuya", {})}
+    settings = make_settings(tmp_path, handlers, **sections)
+    routes = routes_of(settings)
     return settings, [route.handler for route in routes]
 
 
 def action(*rules: dict[str, Any], **options: Any) -> dict[str, Any]:
     return {"type": "action", "rules": list(rules), "openapi": FAST_CLIENT, **options}
-
-
-def outcome(h: Harness, handler: str, result: str) -> float:
-    labels = {"handler": handler, "outcome": result}
-    return h.daemon.metrics.registry.get_sample_value("tuya_events_handler_outcomes_total", labels)
-
-
-def run(settings: Settings, handlers: list[Any], scenario: Callable[[Harness], Any]) -> Any:
-    async def main() -> Any:
-        async with Harness(settings, handlers) as h:
-            return await scenario(h)
-
-    return asyncio.run(main())
 
 
 async def settled(h: Harness, published: int) -> None:
@@ -164,7 +135,7 @@ def test_door_opens_light_on_with_templated_values_and_types(
         h.source.publish(*door("door-1", 2, opened=False), key="door-1")  # no match
         await settled(h, 2)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     [command] = server.commands()
     assert command.path == "/v1.0/iot-03/devices/light-1/commands"
     assert command.json == {
@@ -207,7 +178,7 @@ def test_device_offline_pushes_a_notification_with_json_built_safely(
         h.source.publish(*offline("plug-7", name), key="plug-7")
         await settled(h, 1)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     [push] = server.requests(PUSH_PATH)
     assert push.code is None and push.json["biz_type"] == 10
     assert json.loads(push.json["template_param"]) == {"device": "plug-7", "name": name}
@@ -243,7 +214,7 @@ def test_the_devices_api_family_and_explicit_paths(tmp_path: Path, server: FakeT
         h.source.publish(*door("door-1", 1), key="door-1")
         await settled(h, 1)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     assert [c.path for c in server.commands()] == [
         "/v1.0/devices/door-1/commands",
         "/v1.0/iot-03/devices/door-1/commands",
@@ -278,12 +249,12 @@ def test_an_event_redelivered_by_the_broker_fires_once(
         assert h.source.redeliver_unacknowledged() == 1
         await asyncio.sleep(0.1)  # the copy is received and queued behind the original
         gate.opened.set()
-        await wait_until(lambda: outcome(h, "action", "duplicate") == 1)
+        await wait_until(lambda: h.outcomes("action", "duplicate") == 1)
         again = h.source.publish(first.body, first.properties, key="door-1")
         await wait_until(lambda: again.message_id in h.source.acknowledged)
-        return outcome(h, "action", "success"), outcome(h, "action", "duplicate")
+        return h.outcomes("action", "success"), h.outcomes("action", "duplicate")
 
-    success, duplicate = run(settings, [*handlers, gate], scenario)
+    success, duplicate = in_harness(settings, [*handlers, gate], scenario)
     assert len(server.commands()) == 1
     assert (success, duplicate) == (1, 2)
 
@@ -301,9 +272,9 @@ def test_without_the_dedupe_cache_the_handler_still_fires_once_per_event(
         h.source.publish(first.body, first.properties, key="door-1")
         h.source.publish(*door("door-1", 2), key="door-1")  # a new event: fires
         await settled(h, 3)
-        return outcome(h, "action", "success")
+        return h.outcomes("action", "success")
 
-    assert run(settings, handlers, scenario) == 3  # called three times ...
+    assert in_harness(settings, handlers, scenario) == 3  # called three times ...
     commands = server.commands()
     assert len(commands) == 2  # ... but the redelivered event did not fire again
 
@@ -323,7 +294,7 @@ def test_a_retry_after_a_partial_failure_sends_only_the_calls_that_failed(
     settings, handlers = build(tmp_path, server, [options])
     server.answer(1111, times=1, path=PUSH_PATH)
 
-    assert run(settings, handlers, one_door_opening) == []
+    assert in_harness(settings, handlers, one_door_opening) == []
     assert len(server.commands()) == 1
     assert [r.code for r in server.requests(PUSH_PATH)] == [1111, None]
 
@@ -354,9 +325,9 @@ def test_token_expiry_mid_run_is_handled_inside_the_client(tmp_path: Path) -> No
                 issued = tokens_issued()
             assert expired
             await settled(h, 12)
-            return outcome(h, "action", "success"), outcome(h, "action", "retry")
+            return h.outcomes("action", "success"), h.outcomes("action", "retry")
 
-        assert run(settings, handlers, scenario) == (12, 0)
+        assert in_harness(settings, handlers, scenario) == (12, 0)
     finally:
         server.stop()
     assert len(server.commands()) == 12
@@ -388,7 +359,7 @@ def test_cooldown_per_device(tmp_path: Path, server: FakeTuyaOpenApi) -> None:
         h.source.publish(*door("door-1", 4), key="door-1")
         await settled(h, 5)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     targets = [c.path.split("/")[-2] for c in server.commands()]
     assert sorted(targets) == ["light-door-1", "light-door-1", "light-door-2"]
 
@@ -413,7 +384,7 @@ def test_debounce_fires_on_the_first_of_a_burst_and_again_after_quiet(
         h.source.publish(*door("door-0", 6), key="door-0")
         await settled(h, 6)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     fired = [c.json["commands"][0]["value"] for c in server.commands()]
     assert fired == ["door-1-1", "door-0-6"]
 
@@ -427,7 +398,7 @@ def test_a_retried_event_is_not_suppressed_by_its_own_debounce_or_cooldown(
     settings, handlers = build(tmp_path, server, [options])
     server.answer(1111, times=2, path="/commands")
 
-    assert run(settings, handlers, one_door_opening) == []
+    assert in_harness(settings, handlers, one_door_opening) == []
     assert [r.code for r in server.requests("/commands")] == [1111, 1111, None]
 
 
@@ -440,7 +411,7 @@ def test_permission_deny_is_dead_lettered_at_once_with_what_to_check(
     server.linked_devices = {"light-2"}  # light-1 is not linked to the cloud project
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON)])
 
-    [record] = run(settings, handlers, one_door_opening)
+    [record] = in_harness(settings, handlers, one_door_opening)
     assert record.reason == "openapi_1106" and record.attempts == 1
     assert "hall-light" in record.message and "Link App Account" in record.message
     assert len(server.requests("/commands")) == 1
@@ -452,7 +423,7 @@ def test_a_wrong_secret_is_dead_lettered_with_the_signing_hint(
     server.access_secret = "another-secret-the-project-has-now"
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON)])
 
-    [record] = run(settings, handlers, one_door_opening)
+    [record] = in_harness(settings, handlers, one_door_opening)
     assert record.reason == "openapi_1004" and record.attempts == 1
     assert "access_secret" in record.message and "region" in record.message
     assert v.ACCESS_SECRET not in record.message
@@ -466,12 +437,12 @@ def test_tuya_unreachable_is_retried_as_an_outage_and_the_command_sent_once_it_i
 
     async def scenario(h: Harness) -> list[Any]:
         h.source.publish(*door("door-1", 1), key="door-1")
-        await wait_until(lambda: outcome(h, "action", "retry") >= 3)
+        await wait_until(lambda: h.outcomes("action", "retry") >= 3)
         server.start()  # the same port
         await settled(h, 1)
         return h.store.list()
 
-    assert run(settings, handlers, scenario) == []  # past retry.max_attempts: an outage
+    assert in_harness(settings, handlers, scenario) == []  # past retry.max_attempts: an outage
     assert len(server.commands()) == 1
 
 
@@ -484,7 +455,7 @@ def test_a_placeholder_the_event_lacks_is_dead_lettered_with_its_name(
     }
     settings, handlers = build(tmp_path, server, [action(rule)])
 
-    [record] = run(settings, handlers, one_door_opening)
+    [record] = in_harness(settings, handlers, one_door_opening)
     assert record.reason == "template" and "{status.va_temperature}" in record.message
     assert server.received == []
 
@@ -492,29 +463,12 @@ def test_a_placeholder_the_event_lacks_is_dead_lettered_with_its_name(
 # -- dry run -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """The daemon's real logging (JSON lines) into a buffer; restored afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("debug", "json")
-    structlog.configure(cache_logger_on_first_use=False)
-    buffer = io.StringIO()
-    root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-
-
 def test_dry_run_logs_the_call_and_sends_nothing(
     tmp_path: Path, server: FakeTuyaOpenApi, captured_logs: io.StringIO
 ) -> None:
     settings, handlers = build(tmp_path, server, [action(DOOR_OPENS_LIGHT_ON, dry_run=True)])
 
-    assert run(settings, handlers, one_door_opening) == []
+    assert in_harness(settings, handlers, one_door_opening) == []
     assert server.received == []
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     [dry] = [line for line in lines if line["event"] == "action (dry run): would call"]
@@ -541,7 +495,7 @@ def test_a_burst_of_events_keeps_commands_at_four_per_second(
         await settled(h, 9)
         return time.monotonic() - started
 
-    elapsed = run(settings, handlers, scenario)
+    elapsed = in_harness(settings, handlers, scenario)
     assert 1110 not in server.codes()
     arrivals = [c.at for c in server.commands()]
     assert len(arrivals) == 9 and elapsed >= 2.0
@@ -576,7 +530,7 @@ def test_action_handlers_of_one_project_share_one_token_and_one_limit(
             h.source.publish(*door(f"door-{index}", 1), key=f"door-{index}")
         await settled(h, 3)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     assert len(server.requests("/v1.0/token")) == 1
     assert 1011 not in server.codes() and 1110 not in server.codes()
     arrivals = [c.at for c in server.commands()]
@@ -628,7 +582,7 @@ def test_the_top_level_openapi_section_configures_every_action_handlers_client(
             h.source.publish(*door(f"door-{index}", 1), key=f"door-{index}")
         await settled(h, 2)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     assert legacy_server.codes() == [None] * 5  # one token, four commands: legacy signs pass
     assert {r.headers["lang"] for r in legacy_server.received} == {"de"}
     arrivals = [c.at for c in legacy_server.commands()]
@@ -655,7 +609,7 @@ def test_without_the_top_level_section_a_handlers_own_block_still_configures_the
         h.source.publish(*door("door-1", 1), key="door-1")
         await settled(h, 1)
 
-    run(settings, handlers, scenario)
+    in_harness(settings, handlers, scenario)
     assert legacy_server.codes() == [None] * 3
     assert {r.headers["lang"] for r in legacy_server.received} == {"fr"}
 
@@ -711,7 +665,7 @@ def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
         {},
     )
     with pytest.raises(ConfigError) as raised:
-        build_routes(settings, HandlerContext(settings, Metrics()))
+        routes_of(settings)
     problems = dict(raised.value.problems)
     for path in (
         "handlers[0].rules",
@@ -865,7 +819,7 @@ def test_a_device_id_that_would_change_the_path_never_reaches_the_api(
         await settled(h, 1)
         return h.store.list()
 
-    [record] = run(settings, handlers, scenario)
+    [record] = in_harness(settings, handlers, scenario)
     assert record.reason == "template"  # dead-lettered at once, every rule refused
     assert all(f"rule form{i}: " in record.message for i in range(len(PATH_FORMS)))
     assert record.message.count("path") >= len(PATH_FORMS)

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests import vectors as v
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
 
 ENVELOPE = json.dumps({"data": v.ECB_DATA, "protocol": 4, "pv": "2.0", "t": 1622449865300})
-
-
-def tuya_events(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    environ = {k: val for k, val in os.environ.items() if not k.startswith("TUYA_")}
-    environ.update(env or {})
-    executable = Path(sys.executable).with_name("tuya-events")
-    return subprocess.run(
-        [str(executable), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-    )
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -39,13 +22,13 @@ def write_config(tmp_path: Path, text: str) -> Path:
 
 
 def test_decrypt_envelope_prints_the_document_exactly() -> None:
-    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
+    result = run_cli("decrypt", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
     assert result.returncode == 0, result.stderr
     assert result.stdout == v.PLAINTEXT + "\n"
 
 
 def test_decrypt_bare_gcm_data_from_stdin_with_secret_from_environment() -> None:
-    result = tuya_events(
+    result = run_cli(
         "decrypt",
         "--em",
         "aes_gcm",
@@ -64,13 +47,13 @@ def test_decrypt_websocket_frame_takes_em_from_its_properties() -> None:
     frame = json.dumps(
         {"payload": base64.b64encode(envelope).decode(), "properties": {"em": "aes_gcm"}}
     )
-    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, frame)
+    result = run_cli("decrypt", "--access-secret", v.ACCESS_SECRET, frame)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["devId"] == "devIddevIddevIddevIddevId"
 
 
 def test_decrypt_event_prints_the_typed_event() -> None:
-    result = tuya_events("decrypt", "--event", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
+    result = run_cli("decrypt", "--event", "--access-secret", v.ACCESS_SECRET, ENVELOPE)
     assert result.returncode == 0, result.stderr
     event = json.loads(result.stdout)
     assert event["kind"] == "status" and event["protocol"] == 4
@@ -81,7 +64,7 @@ def test_decrypt_secret_from_config(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
     )
-    result = tuya_events("decrypt", "-c", str(config), ENVELOPE)
+    result = run_cli("decrypt", "-c", str(config), ENVELOPE)
     assert result.returncode == 0, result.stderr
 
 
@@ -97,7 +80,7 @@ def test_decrypt_secret_from_config(tmp_path: Path) -> None:
 def test_decrypt_failures_exit_65_with_the_reason_and_no_traceback(
     args: tuple[str, ...], reason: str
 ) -> None:
-    result = tuya_events("decrypt", "--access-secret", v.ACCESS_SECRET, *args)
+    result = run_cli("decrypt", "--access-secret", v.ACCESS_SECRET, *args)
     assert result.returncode == 65
     assert reason in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
@@ -105,7 +88,7 @@ def test_decrypt_failures_exit_65_with_the_reason_and_no_traceback(
 
 
 def test_decrypt_without_a_secret_says_where_to_put_one() -> None:
-    result = tuya_events("decrypt", ENVELOPE)
+    result = run_cli("decrypt", ENVELOPE)
     assert result.returncode == 64
     assert "TUYA_ACCESS_SECRET" in result.stderr
 
@@ -114,7 +97,7 @@ def test_check_config_prints_masked_effective_config(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
     )
-    result = tuya_events("check-config", "-c", str(config))
+    result = run_cli("check-config", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert v.ACCESS_SECRET not in result.stdout + result.stderr
     assert "access_secret: '********'" in result.stdout
@@ -130,13 +113,13 @@ def test_check_config_shows_the_openapi_section_and_rejects_a_handler_block_that
     )
     head = f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  region: eu\n"
     head += "openapi:\n  legacy_signing: true\n  lang: de\nhandlers:\n  - type: log\n"
-    good = tuya_events("check-config", "-c", str(write_config(tmp_path, head + action)))
+    good = run_cli("check-config", "-c", str(write_config(tmp_path, head + action)))
     assert good.returncode == 0, good.stderr
     shown = yaml.safe_load(good.stdout)["openapi"]
     assert shown["legacy_signing"] is True and shown["lang"] == "de"
     assert shown["rate_limits"]["command"] == {"rate": 4.0, "burst": 1}
     differing = action + "    openapi: {lang: zh}\n"
-    bad = tuya_events("check-config", "-c", str(write_config(tmp_path, head + differing)))
+    bad = run_cli("check-config", "-c", str(write_config(tmp_path, head + differing)))
     assert bad.returncode == 78
     assert "handlers[1].openapi: differs from the top-level openapi: section" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -149,7 +132,7 @@ def test_check_config_errors_exit_78_listing_every_key(tmp_path: Path) -> None:
         f"tuya:\n  access_id: a\n  access_secret: {secret}\n  region: atlantis\n"
         "consumer:\n  max_in_flight: -1\n",
     )
-    result = tuya_events("check-config", "-c", str(config))
+    result = run_cli("check-config", "-c", str(config))
     assert result.returncode == 78
     assert "tuya.access_secret" in result.stderr
     assert "tuya.region" in result.stderr
@@ -158,14 +141,14 @@ def test_check_config_errors_exit_78_listing_every_key(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_exits_78(tmp_path: Path) -> None:
-    result = tuya_events("check-config", "-c", str(tmp_path / "absent.yaml"))
+    result = run_cli("check-config", "-c", str(tmp_path / "absent.yaml"))
     assert result.returncode == 78 and "cannot read" in result.stderr
 
 
 def test_version() -> None:
     from tuya_events import __version__
 
-    result = tuya_events("--version")
+    result = run_cli("--version")
     assert result.returncode == 0 and __version__ in result.stdout
 
 
@@ -178,7 +161,7 @@ def test_check_config_validates_handler_types_options_and_match_rules(tmp_path: 
         "  - type: log\n    level: loud\n"
         "  - type: log\n    name: doors\n    match:\n      value:\n        door: {greater: 1}\n",
     )
-    result = tuya_events("check-config", "-c", str(config))
+    result = run_cli("check-config", "-c", str(config))
     assert result.returncode == 78, result.stderr
     assert "handlers[0].type: unknown handler type 'carrier-pigeon'" in result.stderr
     assert "handlers[1].level" in result.stderr
@@ -186,15 +169,14 @@ def test_check_config_validates_handler_types_options_and_match_rules(tmp_path: 
 
 
 def test_run_exits_70_naming_a_handler_that_cannot_start(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
     config = write_config(
         tmp_path,
         f"tuya:\n  access_id: a\n  access_secret: {v.ACCESS_SECRET}\n  pulsar_url: pulsar://127.0.0.1:1\n"
         f"http:\n  enabled: false\ndead_letter:\n  path: {tmp_path / 'dl.sqlite3'}\n"
-        "handlers:\n  - type: tests.e2e_handlers:FileRecorder\n    name: recorder\n"
+        "handlers:\n  - type: tests.support.recorder:FileRecorder\n    name: recorder\n"
         "    path: /nonexistent/dir/handled.jsonl\n",
     )
-    result = tuya_events("run", "-c", str(config), env={"PYTHONPATH": str(root)})
+    result = run_cli("run", "-c", str(config), env={"PYTHONPATH": str(ROOT)})
     assert result.returncode == 70, result.stderr
     assert "handler 'recorder' could not start: FileNotFoundError" in result.stderr
     assert "Traceback" not in result.stderr
@@ -224,7 +206,7 @@ def test_run_names_an_http_listen_address_it_cannot_take(
             "  pulsar_url: pulsar://127.0.0.1:1\n"
             f"http:\n  listen: '{listen}'\ndead_letter:\n  path: {tmp_path / 'dl.sqlite3'}\n",
         )
-        result = tuya_events("run", "-c", str(config))
+        result = run_cli("run", "-c", str(config))
     finally:
         holder.close()
     assert result.returncode == code, result.stderr

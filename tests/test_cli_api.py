@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,9 @@ import pytest
 
 from tests import vectors as v
 from tests.fake_tuya_openapi import FakeTuyaOpenApi
-from tests.threaded_server import free_port
+from tests.support.cli import run_cli
+from tests.support.ports import free_port
+from tests.support.servers import serving
 
 CREDENTIALS = ("--access-id", v.API_CLIENT_ID, "--access-secret", v.API_SECRET)
 FIXED = ("--t", v.API_T, "--nonce", v.API_NONCE)
@@ -28,12 +28,8 @@ SIGNATURE_HEADERS = tuple(
 
 
 def tuya_events(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environ = {k: val for k, val in os.environ.items() if not k.startswith("TUYA_")}
-    environ.update(env or {})
-    executable = Path(sys.executable).with_name("tuya-events")
-    return subprocess.run(
-        [str(executable), "api", *args], capture_output=True, text=True, env=environ, timeout=60
-    )
+    """``tuya-events api ARGS``."""
+    return run_cli("api", *args, env=env)
 
 
 def field(output: str, name: str) -> str:
@@ -68,17 +64,15 @@ def write_config(tmp_path: Path, url: str | None = None, extra: str = "") -> Pat
 
 @pytest.fixture
 def server() -> Iterator[FakeTuyaOpenApi]:
-    fake = FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET).start()
-    yield fake
-    fake.stop()
+    with serving() as start:
+        yield start(FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET))
 
 
 @pytest.fixture
 def legacy_server() -> Iterator[FakeTuyaOpenApi]:
     """A project from before mid-2021: it accepts legacy signs only."""
-    fake = FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET, legacy=True).start()
-    yield fake
-    fake.stop()
+    with serving() as start:
+        yield start(FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET, legacy=True))
 
 
 # -- dry run -----------------------------------------------------------------------------------

@@ -7,19 +7,19 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import vectors as v
+from tests.support.cli import run_cli
+from tests.support.paths import TUYA_EVENTS
 from tuya_events.deadletter import DeadLetterStore, RecordFilter
 from tuya_events.deadletter.render import local_time
 from tuya_events.delivery import Delivery, Failure
 from tuya_events.tuya.auth import pulsar_password
 from tuya_events.tuya.crypto import aes_key
 
-EXECUTABLE = Path(sys.executable).with_name("tuya-events")
 BODY = json.dumps({"data": v.ECB_DATA, "protocol": 4, "t": 1622449865300}).encode()
 SECRETS = (
     v.ACCESS_SECRET,
@@ -37,16 +37,8 @@ RECORDS = [
 def tuya_events(
     *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    environ = {key: val for key, val in os.environ.items() if not key.startswith("TUYA_")}
-    result = subprocess.run(
-        [str(EXECUTABLE), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=cwd,
-        timeout=60,
-    )
+    """``run_cli`` that also fails on a traceback or on a secret in what it printed."""
+    result = run_cli(*args, stdin=stdin, cwd=cwd)
     assert "Traceback" not in result.stderr, result.stderr
     for secret in SECRETS:
         assert secret not in result.stdout + result.stderr
@@ -269,7 +261,7 @@ def purge_on_a_terminal(store_path: Path, answer: bytes) -> subprocess.Completed
     controller, terminal = pty.openpty()
     try:
         process = subprocess.Popen(
-            [str(EXECUTABLE), "dlq", "purge", "--reason", "timeout", "--store", str(store_path)],
+            [str(TUYA_EVENTS), "dlq", "purge", "--reason", "timeout", "--store", str(store_path)],
             stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from tests import vectors as v
+from tests.support.paths import ROOT
+from tests.support.settings import routes_of
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.loader import find_config_file, settings_from_mapping
 from tuya_events.config.render import MASK, render_effective_config
@@ -220,7 +222,7 @@ def test_openapi_section_problems_have_key_paths() -> None:
 
 
 def test_example_config_is_valid_and_documents_every_key() -> None:
-    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    example = ROOT / "config.example.yaml"
     environ = {"TUYA_ACCESS_ID": "exampleid", "TUYA_ACCESS_SECRET": v.ACCESS_SECRET}
     settings = load_settings(example, environ)
     text = example.read_text()
@@ -236,11 +238,8 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
 
 def test_every_commented_handler_example_builds(tmp_path: Path) -> None:
     """The commented-out handler examples are documentation: they must stay valid."""
-    from tuya_events.handlers import HandlerContext
-    from tuya_events.observability.metrics import Metrics
-    from tuya_events.pipeline.routes import build_routes
 
-    example = Path(__file__).resolve().parent.parent / "config.example.yaml"
+    example = ROOT / "config.example.yaml"
     text = example.read_text().split("\nhandlers:\n", 1)[1]
     yaml_lines = []
     for line in text.splitlines():
@@ -262,5 +261,5 @@ def test_every_commented_handler_example_builds(tmp_path: Path) -> None:
         names.add(handler["name"])
     tree = {**MINIMAL, "handlers": handlers}
     settings = settings_from_mapping(tree, {"STATE_DIRECTORY": str(tmp_path)})
-    routes = build_routes(settings, HandlerContext(settings, Metrics()))
+    routes = routes_of(settings)
     assert {route.name for route in routes} == names

@@ -19,68 +19,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.pipeline_support import ENCODER, Harness, make_settings, wait_until
+from tests.pipeline_support import ENCODER, Harness
+from tests.support.events import T0, device_doc, sample, status, status_doc
+from tests.support.settings import make_settings, routes_of
+from tests.support.waiting import wait_until
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.render import render_effective_config
 from tuya_events.delivery import Delivery
-from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions
 from tuya_events.handlers.database.errors import REFUSED, UNAVAILABLE, classify
 from tuya_events.handlers.database.schema import LATEST_VERSION
-from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.routes import build_routes
 from tuya_events.tuya.events import Event, build_event
-
-T0 = 1_700_000_000_000
-
-# --- events ---------------------------------------------------------------------------------
-
-
-def status_doc(device: str, data_id: str | None, *points: tuple[str, Any, int]) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "devId": device,
-        "productKey": "pk-1",
-        "status": [{"code": code, "value": value, "t": t} for code, value, t in points],
-    }
-    if data_id is not None:
-        document["dataId"] = data_id
-    return document
-
-
-def device_doc(device: str, data_id: str, biz_code: str, ts: int) -> dict[str, Any]:
-    return {
-        "dataId": data_id,
-        "devId": device,
-        "productKey": "pk-1",
-        "bizCode": biz_code,
-        "bizData": {"devId": device, "name": "Kitchen plug", "time": ts // 1000},
-        "ts": ts,
-    }
-
-
-def sample(
-    document: dict[str, Any], protocol: int = 4, message_id: str | None = None
-) -> tuple[Event, Delivery]:
-    """An event as the pipeline hands it over, with the broker's metadata."""
-    event = build_event(document, protocol)
-    delivery = Delivery(
-        body=b"",
-        properties={},
-        message_id=message_id or f"msg-{document.get('dataId')}",
-        topic="persistent://tuya/test/event",
-        partition=3,
-        publish_time_ms=T0 + 5_000,
-    )
-    return event, delivery
-
-
-def status(
-    device: str, seq: int, value: Any, t: int, code: str = "switch_1"
-) -> tuple[Event, Delivery]:
-    return sample(status_doc(device, f"{device}-{seq}", (code, value, t)))
-
 
 # --- the two backends -----------------------------------------------------------------------
 
@@ -629,7 +580,7 @@ def test_an_unusable_sqlite_path_fails_the_start_as_a_configuration_error(
     settings = _settings(
         {"type": "log"}, {"type": "database", "path": str(tmp_path / "a-directory")}
     )
-    (_, route) = build_routes(settings, HandlerContext(settings, Metrics()))
+    (_, route) = routes_of(settings)
 
     async def scenario() -> None:
         try:
@@ -688,7 +639,7 @@ def test_configuration_errors_name_their_key_paths() -> None:
         {"type": "database", "name": "fine", "path": "a.db", "batch": {"max_wait": "20ms"}},
     )
     with pytest.raises(ConfigError) as caught:
-        build_routes(settings, HandlerContext(settings, Metrics()))
+        routes_of(settings)
     problems = dict(caught.value.problems)
     assert "not both" in problems.pop("handlers[0].dsn")
     assert "neither" in problems.pop("handlers[1].path")
@@ -703,7 +654,7 @@ def test_configuration_errors_name_their_key_paths() -> None:
 def test_a_bad_dsn_scheme_is_a_configuration_error() -> None:
     settings = _settings({"type": "database", "dsn": "mysql://h/db"})
     with pytest.raises(ConfigError) as caught:
-        build_routes(settings, HandlerContext(settings, Metrics()))
+        routes_of(settings)
     assert "postgresql://" in dict(caught.value.problems)["handlers[0].dsn"]
 
 
@@ -717,7 +668,7 @@ def test_dsn_file_is_read_and_masked(tmp_path: Path) -> None:
         f"handlers:\n  - type: database\n    dsn_file: {secret}\n"
     )
     settings = load_settings(config)
-    (route,) = build_routes(settings, HandlerContext(settings, Metrics()))
+    (route,) = routes_of(settings)
     handler = route.handler
     assert isinstance(handler, DatabaseHandler)
     assert handler.options.dsn is not None

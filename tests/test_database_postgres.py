@@ -12,9 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.pg.cluster import PostgresCluster, free_port
-from tests.pipeline_support import ENCODER, Harness, make_settings, wait_until
-from tests.test_database_handler import T0, sample, status, status_doc
+from tests.pg.cluster import PostgresCluster
+from tests.pipeline_support import ENCODER, Harness
+from tests.support.events import T0, sample, status, status_doc
+from tests.support.ports import free_port
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 from tuya_events.config import ConfigError
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler, DatabaseOptions

@@ -367,13 +367,13 @@ def test_migration_from_an_empty_file_sets_user_version(tmp_path: Path) -> None:
         store.put(delivery(), failure())
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         columns = [row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")]
         indexes = {row[1] for row in connection.execute(f"PRAGMA index_list({TABLE})")}
     finally:
         connection.close()
     assert columns == list(COLUMNS)
-    assert {f"{TABLE}_reason", f"{TABLE}_stage", f"{TABLE}_last_failure"} <= indexes
+    assert {f"{TABLE}_{c}" for c in ("reason", "stage", "last_failure", "message_id")} <= indexes
     with DeadLetterStore(path) as store:  # opening a current file again migrates nothing
         assert store.open() is store and store.count() == 1
 

@@ -9,16 +9,11 @@ loader and listens where the image EXPOSEs.
 from __future__ import annotations
 
 import fnmatch
-import http.server
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cli import start_demo, wait_until_serving
+from tests.support.paths import ROOT, TUYA_EVENTS
+from tests.support.ports import free_port
+from tests.support.servers import StatusServer
 from tuya_events.cli.main import build_parser
 from tuya_events.config.loader import settings_from_mapping
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
 IMAGE_CONFIG = ROOT / "deploy" / "container" / "config.yaml"
 DOCKERIGNORE = ROOT / ".dockerignore"
-TUYA_EVENTS = Path(sys.executable).with_name("tuya-events")
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -251,12 +248,6 @@ def run_healthcheck(port: int, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_healthcheck_reads_the_config_that_cmd_runs_with() -> None:
     assert "/etc/tuya-events/config.yaml" in healthcheck_command()
     assert last("CMD").endswith('"/etc/tuya-events/config.yaml"]')
@@ -265,21 +256,9 @@ def test_healthcheck_reads_the_config_that_cmd_runs_with() -> None:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[int]:
     port = free_port()
-    process = subprocess.Popen(
-        [str(TUYA_EVENTS), "demo", "--http", f"127.0.0.1:{port}", "--state-dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_demo(port, tmp_path, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                assert process.poll() is None, "the demo exited"
-                assert time.monotonic() < deadline, "the demo's /healthz never answered"
-                time.sleep(0.2)
+        wait_until_serving(port, process, "/healthz", timeout=30)
         yield port
     finally:
         process.terminate()
@@ -291,24 +270,12 @@ def test_healthcheck_passes_against_a_live_daemon(demo: int, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
 
 
-class _Failing(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(503)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_healthcheck_fails_on_an_error_status_and_on_a_closed_port(tmp_path: Path) -> None:
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Failing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = StatusServer(503).start()
     try:
-        answered = run_healthcheck(server.server_port, tmp_path)
+        answered = run_healthcheck(server.port, tmp_path)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert answered.returncode == 1
     assert "503" in answered.stderr
     closed = run_healthcheck(free_port(), tmp_path)

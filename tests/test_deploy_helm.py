@@ -22,9 +22,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.paths import ROOT
 from tuya_events.config.loader import settings_from_mapping
 
-ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "tuya-events"
 HELM = ROOT / ".cache" / "bin" / "helm"
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())

@@ -16,10 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +26,12 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from tests.threaded_server import free_port
+from tests.support.cli import start_demo, wait_until_serving
+from tests.support.http import http_get
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
 from tuya_events.observability.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "tuya-events-alerts.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "tuya-events-alerts.test.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "tuya-events-dashboard.json"
@@ -193,22 +192,9 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exposition]
     """The /metrics page of a real ``tuya-events demo`` process."""
     port = free_port()
     state = tmp_path_factory.mktemp("demo")
-    executable = Path(sys.executable).with_name("tuya-events")
-    demo = subprocess.Popen(
-        [
-            str(executable), "demo", "--duration", "60", "--rate", "40", "--seed", "5",
-            "--http", f"127.0.0.1:{port}", "--state-dir", str(state),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    demo = start_demo(port, state, "--duration", "60", "--rate", "40", "--seed", "5")
     try:
-        deadline = time.monotonic() + 20
-        while http_get(port, "/readyz")[0] != 200:
-            assert demo.poll() is None, demo.communicate()[0]
-            assert time.monotonic() < deadline, "demo never became ready"
-            time.sleep(0.1)
+        wait_until_serving(port, demo, "/readyz", timeout=20)
         time.sleep(2)  # some traffic, decode failures and dead letters
         status, text = http_get(port, "/metrics")
         assert status == 200, text
@@ -220,16 +206,6 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exposition]
             demo.kill()
             demo.wait(10)
     yield Exposition.parse(text)
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError as error:
-        return 0, str(error)
 
 
 # -- the files under test --------------------------------------------------------------------

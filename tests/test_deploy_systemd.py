@@ -30,17 +30,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cli import start_demo
+from tests.support.paths import ROOT, TUYA_EVENTS
 from tuya_events.cli.main import build_parser
 from tuya_events.config import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.types import parse_duration
 
-ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "deploy" / "systemd"
 UNIT = SYSTEMD / "tuya-events.service"
 SAMPLE_CONFIG = SYSTEMD / "config.yaml"
 INSTALLED = "/opt/tuya-events/bin/tuya-events"
-TUYA_EVENTS = Path(sys.executable).with_name("tuya-events")
 SECRET = "s" * 32
 
 
@@ -557,12 +557,7 @@ def test_daemon_speaks_the_notify_protocol_the_unit_expects(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUYA_", "WATCHDOG_"))}
     env["NOTIFY_SOCKET"] = str(notify_socket)
     env["WATCHDOG_USEC"] = str(int(parse_duration(one("WatchdogSec")) * 1_000_000))
-    process = subprocess.Popen(
-        [str(TUYA_EVENTS), "demo", "--http", "127.0.0.1:0", "--state-dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    process = start_demo(None, tmp_path, stdout=subprocess.DEVNULL, env=env)
     messages: list[list[str]] = []
 
     def collect_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]

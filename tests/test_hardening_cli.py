@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from tests import vectors as v
+from tests.support.paths import ROOT
 from tuya_events.cli.exits import CONFIG, DATA_ERROR, SOFTWARE, USAGE
 from tuya_events.observability.redact import MASK
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(

@@ -19,15 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import vectors as v
+from tests.support.paths import ROOT
+from tests.support.settings import routes_of
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.errors import key_path
 from tuya_events.config.interpolate import MAX_INTERPOLATED
 from tuya_events.config.loader import MAX_DEPTH, parse_document, settings_from_mapping
-from tuya_events.handlers import HandlerContext
-from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.routes import build_routes
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = v.ACCESS_SECRET
 HEAD = f"tuya:\n  access_id: a\n  access_secret: {SECRET}\n  region: eu\n"
 # "Billion laughs": about 400 bytes that name 9**9 strings.
@@ -293,7 +291,7 @@ def _plugin_module(tmp_path: Path, source: str) -> str:
 def _routes(handlers: list[dict[str, Any]]) -> list[Any]:
     tuya = {"access_id": "a", "access_secret": SECRET, "region": "eu"}
     settings = settings_from_mapping({"tuya": tuya, "handlers": handlers}, {})
-    return build_routes(settings, HandlerContext(settings, Metrics()))
+    return routes_of(settings)
 
 
 @pytest.mark.parametrize(
@@ -352,7 +350,7 @@ def test_anchors_and_merges_for_shared_handler_options_keep_working(tmp_path: Pa
         + "  - <<: *doors\n    name: c\n    level: debug\n"
     )
     settings = load_settings(config, {})
-    routes = build_routes(settings, HandlerContext(settings, Metrics()))
+    routes = routes_of(settings)
     assert [route.handler.name for route in routes] == ["a", "b", "c"]
     assert [h.options["level"] for h in settings.handlers] == ["warning", "warning", "debug"]
     assert all(h.match == {"product_key": "pk_door"} for h in settings.handlers)

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import vectors as v
-from tests.pipeline_support import Harness, RecordingHandler, make_settings, status_message
+from tests.pipeline_support import Harness, RecordingHandler, status_message
+from tests.support.settings import make_settings
 from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.payload import event_payload

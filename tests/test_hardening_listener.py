@@ -29,13 +29,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.paths import ROOT
 from tuya_events.observability.accepting import Throttle
 from tuya_events.observability.connections import connection_limit, descriptor_limit
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.metrics import Metrics
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # How a slow client starts, and the byte it adds now and then (b"": it sends nothing at all).
 SLOW_KINDS = {

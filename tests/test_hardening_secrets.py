@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import string
@@ -31,15 +32,15 @@ from yarl import URL
 
 import tuya_events
 from tests import vectors as v
-from tests.pipeline_support import Harness, status_message, wait_until
-from tests.test_webhook import captured_logs, config_tree, one_event  # noqa: F401 (a fixture)
-from tests.threaded_server import ThreadedAiohttpServer
+from tests.pipeline_support import Harness, decoded_status, status_message
+from tests.support.servers import ThreadedAiohttpServer, serving
+from tests.support.settings import make_settings, routes_of
+from tests.support.waiting import wait_until
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.render import MASK as SHOWN_MASK
 from tuya_events.config.render import render_effective_config
 from tuya_events.config.secrets import secret_values
-from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.webhook import (
     EXCERPT_CHARS,
@@ -47,9 +48,7 @@ from tuya_events.handlers.webhook import (
     WebhookHandler,
     WebhookOptions,
 )
-from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import MASK, REDACTOR, Redactor, mask_url
-from tuya_events.pipeline.routes import build_routes
 
 BASE = {"tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"}}
 URL_SYNTAX = "@:/%?#&=+ !$'()*,;[]"
@@ -338,9 +337,8 @@ class EchoReceiver(ThreadedAiohttpServer):
 
 @pytest.fixture(scope="module")
 def echo() -> Iterator[EchoReceiver]:
-    receiver = EchoReceiver().start()
-    yield receiver
-    receiver.stop()
+    with serving() as start:
+        yield start(EchoReceiver())
 
 
 latin1_secrets = st.text(alphabet=ALPHABET.replace("Ω", ""), min_size=8, max_size=24)
@@ -426,7 +424,7 @@ def test_webhook_excerpt_is_masked_before_it_is_cut(kind: str, echo: EchoReceive
 
 def excerpt_of(options: dict[str, Any]) -> str:
     handler = WebhookHandler("hook", WebhookOptions.model_validate(options))
-    event, delivery = one_event()
+    event, delivery = decoded_status()
 
     async def scenario() -> str:
         await handler.start()
@@ -475,13 +473,13 @@ def test_a_secret_cut_off_by_the_read_limit_is_not_shown() -> None:
 def test_url_credentials_echoed_by_a_receiver_never_reach_dead_letters_or_logs(
     tmp_path: Path,
     echo: EchoReceiver,
-    captured_logs: Any,  # noqa: F811
+    captured_logs: io.StringIO,
 ) -> None:
     user, password = "hook-user", "pw:with@and/and%"
     url = f"http://{user}:{quote(password, safe='')}@127.0.0.1:{echo.port}/175/authorization"
-    settings_ = settings_from_mapping(config_tree(tmp_path, [{"type": "webhook", "url": url}]), {})
+    settings_ = make_settings(tmp_path, [{"type": "webhook", "url": url}])
     REDACTOR.add(secret_values(settings_))  # as `tuya-events run` does
-    [route] = build_routes(settings_, HandlerContext(settings_, Metrics()))
+    [route] = routes_of(settings_)
 
     async def scenario() -> list[Any]:
         async with Harness(settings_, [route.handler]) as h:
@@ -511,9 +509,9 @@ def test_url_credentials_and_an_authorization_header_are_refused(
     tmp_path: Path, url: str, header: str
 ) -> None:
     entry = {"type": "webhook", "url": url, "headers": {header: "Bearer hdr-secret-1"}}
-    settings_ = settings_from_mapping(config_tree(tmp_path, [entry]), {})
+    settings_ = make_settings(tmp_path, [entry])
     with pytest.raises(ConfigError) as raised:
-        build_routes(settings_, HandlerContext(settings_, Metrics()))
+        routes_of(settings_)
     [(path, problem)] = raised.value.problems
     assert path == "handlers[0].headers" and "Authorization" in problem
     assert "pw-secret" not in raised.value.render() and "hdr-secret-1" not in raised.value.render()
@@ -530,17 +528,17 @@ def test_url_credentials_that_basic_auth_cannot_send_are_refused(
     tmp_path: Path, url: str, problem: str
 ) -> None:
     entry = {"type": "webhook", "url": url}
-    settings_ = settings_from_mapping(config_tree(tmp_path, [entry]), {})
+    settings_ = make_settings(tmp_path, [entry])
     with pytest.raises(ConfigError) as raised:
-        build_routes(settings_, HandlerContext(settings_, Metrics()))
+        routes_of(settings_)
     [(path, message)] = raised.value.problems
     assert path == "handlers[0].url" and problem in message and "pw-" not in message
 
 
 def test_url_credentials_with_other_headers_are_fine(tmp_path: Path) -> None:
     entry = {"type": "webhook", "url": "https://u:pw@h/x", "headers": {"X-Team": "ops"}}
-    settings_ = settings_from_mapping(config_tree(tmp_path, [entry]), {})
-    [route] = build_routes(settings_, HandlerContext(settings_, Metrics()))
+    settings_ = make_settings(tmp_path, [entry])
+    [route] = routes_of(settings_)
     assert isinstance(route.handler, WebhookHandler)
 
 

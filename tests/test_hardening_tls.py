@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import ipaddress
 import socket
 import ssl
@@ -27,14 +26,12 @@ from urllib.parse import quote
 import pytest
 import structlog
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.test_database_handler import T0, status
+from tests.support.events import T0, status
+from tests.support.pki import Pki, make_pki
+from tests.support.settings import routes_of
 from tuya_events.cli.main import main
 from tuya_events.config import ConfigError
 from tuya_events.config.loader import settings_from_mapping
@@ -45,12 +42,9 @@ from tuya_events.config.transport_security import (
     log_insecure_transports,
     postgres_needs_verified_tls,
 )
-from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database import DatabaseHandler
 from tuya_events.handlers.database.errors import UNAVAILABLE
-from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.routes import build_routes
 
 ACCESS_ID = "a" * 20
 ACCESS_SECRET = "S3cretAccessKey-0123456789abcdef"
@@ -198,7 +192,7 @@ def plaintext_postgres(fake_host: tuple[str, str]) -> Iterator[FakePostgres]:
 
 def database_handler(dsn: str) -> DatabaseHandler:
     settings = settings_with({"type": "log"}, {"type": "database", "dsn": dsn})
-    route = build_routes(settings, HandlerContext(settings, Metrics()))[1]
+    route = routes_of(settings)[1]
     assert isinstance(route.handler, DatabaseHandler)
     return route.handler
 
@@ -287,59 +281,6 @@ def test_sslmode_disable_to_a_remote_host_is_plaintext_and_said_once_at_start(
 # --- verified TLS by default: certificate and host name -------------------------------------
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def _name(text: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-
-def make_pki(directory: Path, host: str, tag: str) -> Pki:
-    """A throwaway CA and a server certificate it signed for the DNS name ``host``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=7)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"test CA {tag}"))
-        .issuer_name(_name(f"test CA {tag}"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pki = Pki(
-        directory / f"ca-{tag}.pem", directory / f"server-{tag}.pem", directory / f"{tag}.key"
-    )
-    pki.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pki.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return pki
-
-
 def server_tls(pki: Pki) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert, pki.key)
@@ -416,7 +357,7 @@ def test_tls_problems_in_the_dsn_are_configuration_errors_naming_the_key(tmp_pat
     ]
     settings = settings_with(*bad)
     with pytest.raises(ConfigError) as caught:
-        build_routes(settings, HandlerContext(settings, Metrics()))
+        routes_of(settings)
     problems = dict(caught.value.problems)
     assert "sslmode must be one of" in problems.pop("handlers[0].dsn")
     assert "sslrootcert: /no is not a file" in problems.pop("handlers[1].dsn")
@@ -616,7 +557,7 @@ def test_every_weakened_connection_is_found_by_its_key(
     config: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
     settings = _settings_from_case(config)
-    build_routes(settings, HandlerContext(settings, Metrics()))  # the case is a valid config
+    routes_of(settings)  # the case is a valid config
     findings = insecure_transports(settings, environ={})
     assert [finding.where for finding in findings] == [where for where, _ in expected]
     for finding, (_, phrase) in zip(findings, expected, strict=True):
@@ -761,7 +702,7 @@ def test_the_daemon_says_each_finding_once_at_start(tmp_path: Path) -> None:
         },
         {},
     )
-    routes = build_routes(settings, HandlerContext(settings, Metrics()))
+    routes = routes_of(settings)
 
     async def scenario() -> list[dict[str, Any]]:
         with structlog.testing.capture_logs() as logs:

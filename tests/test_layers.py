@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "tuya_events"
+from tests.support.paths import ROOT
+
+PACKAGE = ROOT / "tuya_events"
 
 # A module of the first group must import nothing of the second.
 FORBIDDEN = [

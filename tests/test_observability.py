@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.threaded_server import free_port
+from tests.support.cli import run_cli, start_demo, wait_until_serving
+from tests.support.http import http_get
+from tests.support.ports import free_port
 from tuya_events.observability.health import Health
 
 REQUIRED_METRICS = (
@@ -32,43 +34,13 @@ REQUIRED_METRICS = (
 )
 
 
-def http_get(port: int, path: str) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError as error:
-        return 0, str(error)
-
-
 def test_demo_runs_the_pipeline_and_serves_metrics_and_health(tmp_path: Path) -> None:
     port = free_port()
-    executable = Path(sys.executable).with_name("tuya-events")
-    demo = subprocess.Popen(
-        [
-            str(executable), "demo", "--duration", "8", "--rate", "40", "--seed", "3",
-            "--http", f"127.0.0.1:{port}", "--state-dir", str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    demo = start_demo(port, tmp_path, "--duration", "8", "--rate", "40", "--seed", "3")
     try:
-        deadline = time.monotonic() + 20
-        while http_get(port, "/readyz")[0] != 200:
-            assert time.monotonic() < deadline, "demo never became ready"
-            time.sleep(0.1)
+        wait_until_serving(port, demo, "/readyz", timeout=20)
         assert http_get(port, "/healthz") == (200, "ok\n")
-        probe = subprocess.run(
-            [str(executable), "health", "--ready", "--url", f"http://127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        probe = run_cli("health", "--ready", "--url", f"http://127.0.0.1:{port}", timeout=30)
         assert probe.returncode == 0 and "/readyz: ok" in probe.stdout
         time.sleep(3)
         status, metrics = http_get(port, "/metrics")
@@ -96,12 +68,7 @@ def test_demo_runs_the_pipeline_and_serves_metrics_and_health(tmp_path: Path) ->
         stored = db.execute("SELECT count(*) FROM tuya_events").fetchone()[0]
         latest = db.execute("SELECT count(*) FROM tuya_latest_status").fetchone()[0]
     assert stored == len(events) and latest > 0  # the database handler saw every event
-    gone = subprocess.run(
-        [str(executable), "health", "--url", f"http://127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    gone = run_cli("health", "--url", f"http://127.0.0.1:{port}", timeout=30)
     assert gone.returncode == 1 and "unreachable" in gone.stderr
 
 

@@ -13,7 +13,9 @@ import pytest
 
 from tests import vectors as v
 from tests.fake_tuya_openapi import FakeTuyaOpenApi
-from tests.threaded_server import free_port
+from tests.support.metrics import metric_value
+from tests.support.ports import free_port
+from tests.support.servers import serving
 from tuya_events.observability.metrics import Metrics
 from tuya_events.openapi.client import Credentials, OpenApiClient, OpenApiOptions
 from tuya_events.openapi.errors import SHARED_KEY_HINT, OpenApiError
@@ -23,16 +25,8 @@ FAST = {"initial_backoff": 0.01, "max_backoff": 0.05}
 
 @pytest.fixture
 def servers() -> Iterator[Callable[..., FakeTuyaOpenApi]]:
-    started: list[FakeTuyaOpenApi] = []
-
-    def start(**options: Any) -> FakeTuyaOpenApi:
-        server = FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET, **options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with serving() as start:
+        yield lambda **options: start(FakeTuyaOpenApi(v.API_CLIENT_ID, v.API_SECRET, **options))
 
 
 def client_for(
@@ -46,7 +40,7 @@ def client_for(
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(f"tuya_events_{name}", labels) or 0.0
+    return metric_value(metrics.registry, f"tuya_events_{name}", **labels)
 
 
 def run(coro: Any) -> Any:

@@ -9,14 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.pipeline_support import (
-    Harness,
-    RecordingHandler,
-    make_settings,
-    random_delay,
-    status_message,
-    wait_until,
-)
+from tests.pipeline_support import Harness, RecordingHandler, random_delay, status_message
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 from tuya_events.cli import exits
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerError
@@ -267,16 +262,16 @@ def test_message_stays_unacknowledged_while_the_dead_letter_store_is_broken(tmp_
 
     async def scenario() -> None:
         async with Harness(make_settings(tmp_path), [handler]) as h:
-            real_put = h.store.put
+            real_keep = h.store.keep
             broken = {"left": 3}
 
             def flaky_put(*args, **kwargs):
                 if broken["left"]:
                     broken["left"] -= 1
                     raise OSError("disk full")
-                return real_put(*args, **kwargs)
+                return real_keep(*args, **kwargs)
 
-            h.daemon.pipeline.dead_letters.put = flaky_put  # type: ignore[method-assign]
+            h.daemon.pipeline.dead_letters.keep = flaky_put  # type: ignore[method-assign]
             h.source.publish(b"{}", {})
             await asyncio.sleep(0.08)
             assert h.source.acknowledged == []  # not written, so not acknowledged
@@ -315,13 +310,14 @@ def test_dead_letter_record_never_holds_the_secret_or_plaintext(tmp_path: Path) 
 
 
 def test_an_outage_is_logged_once_not_once_per_message(tmp_path: Path) -> None:
+    import time
+
     import structlog
 
-    down = {"left": 60}
+    back_at = time.monotonic() + 0.5  # the database is down for half a second
 
     def fail(event, attempt):
-        if down["left"] > 0:
-            down["left"] -= 1
+        if time.monotonic() < back_at:
             return HandlerError("database_unavailable", "connection refused", infrastructure=True)
         return None
 
@@ -334,9 +330,13 @@ def test_an_outage_is_logged_once_not_once_per_message(tmp_path: Path) -> None:
 
     with structlog.testing.capture_logs() as logs:
         asyncio.run(scenario())
-    retries = [entry for entry in logs if entry["event"] == "handler failed, will retry"]
-    assert len(retries) == 1, len(retries)
-    assert retries[0]["reason"] == "database_unavailable"
+    said = [entry for entry in logs if entry["event"].startswith("handler")]
+    assert [entry["event"] for entry in said] == [
+        "handler is down: its messages wait, one probe at a time",
+        "handler is back",
+    ]
+    assert said[0]["reason"] == "database_unavailable"
+    assert said[1]["messages_waited"] > 0
 
 
 class SlowThenCrashingHandler(RecordingHandler):

@@ -8,19 +8,16 @@ dead-letter store, never as a silent ack.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from pathlib import Path
 
 import pulsar
 import pytest
 
-from tests.daemon_process import DaemonProcess
-from tests.deadletter_support import read_dead_letters
 from tests.pulsar.broker import PulsarBroker
-from tests.pulsar.publisher import TuyaPublisher
-from tests.pulsar.tenant import TuyaTenant
 from tests.pulsar.traffic import DeliveryLedger, interleaved_stream
+from tests.support.cli import read_dead_letters
+from tests.support.daemon import BrokerRun
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -36,28 +33,19 @@ def forward_handler(broker: PulsarBroker, topic: str) -> dict:
 
 
 def test_events_are_forwarded_keyed_by_device_in_order_then_acked(
-    pulsar_broker: PulsarBroker,
-    tuya_tenant: TuyaTenant,
-    tuya_publisher: TuyaPublisher,
-    tmp_path: Path,
+    broker_run: BrokerRun,
 ) -> None:
+    broker = broker_run.broker
     topic = f"persistent://public/default/forwarded-{uuid.uuid4().hex[:8]}"
     downstream = pulsar.Client(
-        pulsar_broker.broker_url,
-        authentication=pulsar.AuthenticationToken(pulsar_broker.make_token("downstream")),
-    )
-    daemon = DaemonProcess(
-        tmp_path,
-        tuya_tenant,
-        "forwarder",
-        tmp_path / "handled.jsonl",
-        handlers=[forward_handler(pulsar_broker, topic)],
+        broker.broker_url,
+        authentication=pulsar.AuthenticationToken(broker.make_token("downstream")),
     )
     try:
         consumer = downstream.subscribe(topic, "downstream-sub")
-        daemon.start().wait_ready()
+        daemon = broker_run.start("forwarder", handlers=[forward_handler(broker, topic)])
         stream = interleaved_stream(messages=500, devices=20)
-        tuya_publisher.publish_all(stream)
+        broker_run.publish(stream)
         ledger = DeliveryLedger(stream)
         keys_ok = True
         for _ in stream:
@@ -71,38 +59,29 @@ def test_events_are_forwarded_keyed_by_device_in_order_then_acked(
         report = ledger.report()
         assert report.perfect, report
         assert keys_ok
-        deadline = time.monotonic() + 30
-        while pulsar_broker.admin.backlog(tuya_tenant.topic(), tuya_tenant.subscription):
-            assert time.monotonic() < deadline, "upstream messages were not all acknowledged"
-            time.sleep(0.2)
+        broker_run.wait_backlog(0, 30, daemon)  # every upstream message acknowledged
         assert daemon.stop() == 0, daemon.log_tail()
     finally:
-        daemon.close()
         downstream.close()
 
 
 def test_a_forward_that_cannot_succeed_is_dead_lettered_not_acked_silently(
-    pulsar_broker: PulsarBroker,
-    tuya_tenant: TuyaTenant,
-    tuya_publisher: TuyaPublisher,
-    tmp_path: Path,
+    broker_run: BrokerRun,
 ) -> None:
+    broker = broker_run.broker
     missing = f"persistent://no-such-tenant-{uuid.uuid4().hex[:6]}/ns/topic"
-    handler = {**forward_handler(pulsar_broker, missing), "send_timeout": "2s"}
-    daemon = DaemonProcess(
-        tmp_path, tuya_tenant, "forward-fails", tmp_path / "handled.jsonl", handlers=[handler]
+    handler = {**forward_handler(broker, missing), "send_timeout": "2s"}
+    daemon = broker_run.start("forward-fails", handlers=[handler])
+    stream = interleaved_stream(messages=5, devices=5)
+    broker_run.publish(stream)
+    wait_for(
+        lambda: len(read_dead_letters(daemon.dead_letter_path)) >= len(stream),
+        90,
+        "every message dead-lettered",
+        daemon.log_tail,
+        interval=0.5,
     )
-    try:
-        daemon.start().wait_ready()
-        stream = interleaved_stream(messages=5, devices=5)
-        tuya_publisher.publish_all(stream)
-        deadline = time.monotonic() + 90
-        while len(read_dead_letters(daemon.dead_letter_path)) < len(stream):
-            assert time.monotonic() < deadline, daemon.log_tail()
-            time.sleep(0.5)
-        assert daemon.stop() == 0, daemon.log_tail()
-    finally:
-        daemon.close()
+    assert daemon.stop() == 0, daemon.log_tail()
     records = read_dead_letters(daemon.dead_letter_path)
     assert {(r["stage"], r["handler"]) for r in records} == {("handler", "forward")}
-    assert pulsar_broker.make_token("forwarder") not in daemon.log_path.read_text()
+    assert broker.make_token("forwarder") not in daemon.log()

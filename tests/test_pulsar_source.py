@@ -19,9 +19,9 @@ from tests.pulsar.broker import PulsarBroker
 from tests.pulsar.publisher import TuyaPublisher
 from tests.pulsar.tenant import TuyaTenant
 from tests.pulsar.traffic import interleaved_stream, sequence_of
-from tuya_events.config.loader import settings_from_mapping
+from tests.support.sources import pulsar_source_for, receive
 from tuya_events.delivery import Delivery
-from tuya_events.transport.pulsar import PulsarDelivery, PulsarSource
+from tuya_events.transport.pulsar import PulsarDelivery
 from tuya_events.tuya.codec import TuyaCodec
 
 pytestmark = pytest.mark.broker
@@ -29,29 +29,6 @@ pytestmark = pytest.mark.broker
 MESSAGES = 60
 DEVICES = 6
 MESSAGE_ID = re.compile(r"^\(\d+,\d+,\d+,-?\d+\)$")
-
-
-def source_for(tenant: TuyaTenant, acknowledgement: str = "individual") -> PulsarSource:
-    settings = settings_from_mapping(
-        {
-            "tuya": {
-                "access_id": tenant.access_id,
-                "access_secret": tenant.access_secret,
-                "pulsar_url": tenant.broker_url,
-            },
-            "consumer": {"acknowledgement": acknowledgement},
-            "handlers": [{"type": "log"}],
-        }
-    )
-    return PulsarSource(settings, consumer_name="source-test")
-
-
-async def receive(source: PulsarSource, count: int, deadline_s: float = 60.0) -> list[Delivery]:
-    received: list[Delivery] = []
-    deadline = time.monotonic() + deadline_s
-    while len(received) < count and time.monotonic() < deadline:
-        received.extend(await source.receive_batch())
-    return received
 
 
 @pytest.mark.parametrize("acknowledgement", ["individual", "cumulative"])
@@ -65,7 +42,7 @@ def test_deliveries_carry_every_field_and_acks_empty_the_backlog(
     before_publishing_ms = int(time.time() * 1000) - 1000
 
     async def scenario() -> list[Delivery]:
-        source = source_for(tuya_tenant, acknowledgement)
+        source = pulsar_source_for(tuya_tenant, acknowledgement)
         await source.start()
         try:
             # The fast path is in use: a pulsar-client that renamed its private attribute would
@@ -107,7 +84,7 @@ def test_unacknowledged_deliveries_stay_in_the_backlog(
     pulsar_broker: PulsarBroker, tuya_tenant: TuyaTenant, tuya_publisher: TuyaPublisher
 ) -> None:
     async def scenario() -> int:
-        source = source_for(tuya_tenant)
+        source = pulsar_source_for(tuya_tenant)
         await source.start()
         try:
             tuya_publisher.publish_all(interleaved_stream(10, 2, seed=3))

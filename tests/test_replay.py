@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests import vectors as v
-from tests.e2e_handlers import read_records
-from tests.pipeline_support import status_message, wait_until
+from tests.pipeline_support import status_message
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.recorder import read_records
+from tests.support.settings import routes_of
+from tests.support.waiting import wait_until
 from tuya_events.config import load_settings
 from tuya_events.daemon import Daemon, Stopped
 from tuya_events.deadletter.store import DeadLetterStore
-from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
-from tuya_events.pipeline.routes import build_routes
 from tuya_events.transport.memory import MemorySource
 
 
@@ -37,12 +37,12 @@ retry:
 dead_letter:
   path: {tmp_path / "dlq.sqlite3"}
 handlers:
-  - type: tests.e2e_handlers:FileRecorder
+  - type: tests.support.recorder:FileRecorder
     name: recorder
     path: {tmp_path / "handled.jsonl"}
     fail_switch: {tmp_path / "fail"}
     delay: 0.001  # waits (the pipeline's task path); always-fine does not (settled at once)
-  - type: tests.e2e_handlers:FileRecorder
+  - type: tests.support.recorder:FileRecorder
     name: always-fine
     path: {tmp_path / "fine.jsonl"}
 """
@@ -56,7 +56,7 @@ def fill_dead_letters(config: Path, messages: list[tuple[bytes, dict[str, str]]]
     async def scenario() -> None:
         source = MemorySource(poll_interval=0.02)
         metrics = Metrics()
-        routes = build_routes(settings, HandlerContext(settings, metrics))
+        routes = routes_of(settings, metrics)
         with DeadLetterStore(settings.dead_letter.path) as store:
             daemon = Daemon(settings, source, routes, store, metrics)
             task = asyncio.get_running_loop().create_task(daemon.run())
@@ -70,16 +70,8 @@ def fill_dead_letters(config: Path, messages: list[tuple[bytes, dict[str, str]]]
 
 
 def replay(config: Path, *args: str) -> subprocess.CompletedProcess:
-    executable = Path(sys.executable).with_name("tuya-events")
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}  # the test handler module, as a user's would be
-    return subprocess.run(
-        [str(executable), "dlq", "replay", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    # PYTHONPATH: the test handler module, as a user's would be.
+    return run_cli("dlq", "replay", "-c", config, *args, env={"PYTHONPATH": str(ROOT)}, timeout=120)
 
 
 def test_replay_handles_what_now_works_and_keeps_what_still_fails(tmp_path: Path) -> None:

@@ -113,13 +113,9 @@ def test_bad_rules_name_the_key(rule: dict, location: tuple) -> None:
 def test_unmatched_events_are_counted_not_errors(tmp_path) -> None:
     import asyncio
 
-    from tests.pipeline_support import (
-        Harness,
-        RecordingHandler,
-        make_settings,
-        status_message,
-        wait_until,
-    )
+    from tests.pipeline_support import Harness, RecordingHandler, status_message
+    from tests.support.settings import make_settings
+    from tests.support.waiting import wait_until
     from tuya_events.pipeline.routes import Route
 
     doors = RecordingHandler("doors")

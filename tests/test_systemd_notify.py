@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.threaded_server import free_port
+from tests.support.cli import start_demo
+from tests.support.ports import free_port
 from tuya_events.observability.systemd import SystemdNotifier
 
 
@@ -51,14 +51,9 @@ def test_daemon_notifies_ready_watchdog_and_stopping(tmp_path: Path) -> None:
         listener.bind(str(path))
         listener.settimeout(20)
         env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
-        executable = Path(sys.executable).with_name("tuya-events")
-        demo = subprocess.Popen(
-            [str(executable), "demo", "--duration", "3", "--http", f"127.0.0.1:{free_port()}",
-             "--state-dir", str(tmp_path)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        demo = start_demo(
+            free_port(), tmp_path, "--duration", "3", stdout=subprocess.DEVNULL, env=env
+        )
         messages: list[bytes] = []
         try:
             while True:

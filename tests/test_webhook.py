@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import email.utils
 import hashlib
 import io
-import ipaddress
-import logging
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -21,45 +18,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
-from tests import vectors as v
-from tests.pipeline_support import Harness, make_settings, status_message, wait_until
-from tests.threaded_server import free_port
+from tests.pipeline_support import Harness, decoded_status, in_harness, status_message
+from tests.support.pki import make_pki
+from tests.support.ports import free_port
+from tests.support.servers import serving
+from tests.support.settings import make_settings, routes_of
+from tests.support.waiting import wait_until
 from tests.webhook_receiver import WebhookReceiver, verify_standard_webhook
 from tuya_events.config.errors import ConfigError
-from tuya_events.config.loader import settings_from_mapping
 from tuya_events.config.secrets import secret_values
-from tuya_events.delivery import Delivery
 from tuya_events.handlers import HandlerContext
 from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.webhook import WebhookHandler, WebhookOptions, parse_retry_after
 from tuya_events.handlers.webhook_signing import signature, signing_key
-from tuya_events.observability.logging import configure_logging
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
-from tuya_events.pipeline.routes import build_routes
-from tuya_events.tuya.codec import TuyaCodec
 
 WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef-webhook-key-bytes").decode()
 PLAIN = "a plain-text receiver secret, 33 b"
-# Short retry settings keep outages and retries to fractions of a second.
-FAST_RETRY = {"initial_backoff": "10ms", "max_backoff": "50ms", "max_attempts": 3}
 
 
 @pytest.fixture
 def receivers() -> Iterator[Callable[..., WebhookReceiver]]:
     """Start receivers on free ports; every one is stopped after the test."""
-    started: list[WebhookReceiver] = []
-
-    def start(**options: Any) -> WebhookReceiver:
-        receiver = WebhookReceiver(**options).start()
-        started.append(receiver)
-        return receiver
-
-    yield start
-    for receiver in started:
-        receiver.stop()
+    with serving() as start:
+        yield lambda **options: start(WebhookReceiver(**options))
 
 
 def webhook(url: str, **options: Any) -> WebhookHandler:
@@ -91,21 +75,9 @@ def run_pipeline(
     retry: dict[str, Any] | None = None,
     max_in_flight: int = 100,
 ) -> Any:
-    settings = make_settings(
-        tmp_path, retry={**FAST_RETRY, **(retry or {})}, consumer={"max_in_flight": max_in_flight}
-    )
-
-    async def main() -> Any:
-        async with Harness(settings, [handler]) as h:
-            return await scenario(h)
-
-    return asyncio.run(main())
-
-
-def one_event(device: str = "dev00", seq: int = 0) -> tuple[Any, Delivery]:
-    body, properties = status_message(device, seq)
-    event = TuyaCodec(v.ACCESS_SECRET).decode(body, properties)
-    return event, Delivery(body=body, properties=properties, message_id=f"m:{device}:{seq}")
+    """``scenario`` against the daemon with ``handler`` (retries fast, ``retry`` over them)."""
+    settings = make_settings(tmp_path, retry=retry or {}, consumer={"max_in_flight": max_in_flight})
+    return in_harness(settings, [handler], scenario)
 
 
 # -- signing ---------------------------------------------------------------------------------
@@ -227,11 +199,11 @@ def test_status_classification_against_a_real_server(
         try:
             for status in cases:
                 receiver.answer(status, body=f"answer {status}")
-                event, delivery = one_event()
+                event, delivery = decoded_status()
                 with pytest.raises(HandlerError) as raised:
                     await handler.handle(event, delivery)
                 outcomes[status] = raised.value
-            await handler.handle(*one_event())  # no scripted answer left: 200
+            await handler.handle(*decoded_status())  # no scripted answer left: 200
         finally:
             await handler.stop()
 
@@ -393,16 +365,16 @@ def test_outage_longer_than_infrastructure_max_time_is_dead_lettered(
 def test_tls_is_verified_against_ca_file(
     tmp_path: Path, receivers: Callable[..., WebhookReceiver]
 ) -> None:
-    cert, key = self_signed_certificate(tmp_path)
+    pki = make_pki(tmp_path, "127.0.0.1", "receiver")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
+    server_context.load_cert_chain(pki.cert, pki.key)
     receiver = receivers(ssl_context=server_context)
     outcomes: dict[str, Any] = {}
 
     async def attempt(label: str, handler: WebhookHandler) -> None:
         await handler.start()
         try:
-            await handler.handle(*one_event(seq=len(outcomes)))
+            await handler.handle(*decoded_status(seq=len(outcomes)))
             outcomes[label] = "delivered"
         except HandlerError as error:
             outcomes[label] = error
@@ -411,7 +383,7 @@ def test_tls_is_verified_against_ca_file(
 
     async def scenario() -> None:
         await attempt("system CAs", webhook(receiver.url))
-        await attempt("ca_file", webhook(receiver.url, ca_file=str(cert)))
+        await attempt("ca_file", webhook(receiver.url, ca_file=str(pki.ca)))
         await attempt("verify off", webhook(receiver.url, verify_tls=False))
 
     asyncio.run(scenario())
@@ -421,42 +393,6 @@ def test_tls_is_verified_against_ca_file(
     assert "certificate" in refused.message.lower()
     assert outcomes["ca_file"] == outcomes["verify off"] == "delivered"
     assert len(receiver.accepted) == 2
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "receiver.pem", directory / "receiver.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 # -- concurrency and batching ------------------------------------------------------------------
@@ -555,7 +491,7 @@ def test_stop_flushes_pending_batches(receivers: Callable[..., WebhookReceiver])
 
     async def scenario() -> None:
         await handler.start()
-        calls = [asyncio.create_task(handler.handle(*one_event(f"dev{i}"))) for i in range(3)]
+        calls = [asyncio.create_task(handler.handle(*decoded_status(f"dev{i}"))) for i in range(3)]
         await asyncio.sleep(0.1)
         assert receiver.requests == [] and not any(call.done() for call in calls)
         await handler.stop()
@@ -569,33 +505,6 @@ def test_stop_flushes_pending_batches(receivers: Callable[..., WebhookReceiver])
 # -- secrets and configuration ---------------------------------------------------------------
 
 
-def config_tree(tmp_path: Path, handlers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"},
-        "dead_letter": {"path": str(tmp_path / "dead-letters.sqlite3")},
-        "retry": FAST_RETRY,
-        "http": {"enabled": False},
-        "handlers": handlers,
-    }
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """The daemon's real logging (JSON lines, redaction) into a buffer; restored afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("debug", "json")
-    structlog.configure(cache_logger_on_first_use=False)  # nothing bound past this test
-    buffer = io.StringIO()
-    root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-
-
 def test_no_secret_in_any_log_line_or_dead_letter(
     tmp_path: Path, receivers: Callable[..., WebhookReceiver], captured_logs: io.StringIO
 ) -> None:
@@ -607,7 +516,7 @@ def test_no_secret_in_any_log_line_or_dead_letter(
     echo = f"denied: secret {WHSEC} key {WHSEC[6:]} auth Bearer {token}"
     receiver.answer(500, times=1, device="dev00", body=echo)
     receiver.answer(400, times=None, device="dev01", body=echo)
-    tree = config_tree(
+    settings = make_settings(
         tmp_path,
         [
             {
@@ -618,9 +527,8 @@ def test_no_secret_in_any_log_line_or_dead_letter(
             }
         ],
     )
-    settings = settings_from_mapping(tree, {})
     REDACTOR.add(secret_values(settings))  # as `tuya-events run` does
-    [route] = build_routes(settings, HandlerContext(settings, Metrics()))
+    [route] = routes_of(settings)
     assert isinstance(route.handler, WebhookHandler)
 
     async def scenario() -> list[Any]:
@@ -634,7 +542,7 @@ def test_no_secret_in_any_log_line_or_dead_letter(
     assert record.reason == "http_400" and "[REDACTED]" in record.message
     text = record.message + repr(record.as_dict(include_body=True))
     lines = captured_logs.getvalue().splitlines()
-    assert any("handler failed, will retry" in line and "http_500" in line for line in lines)
+    assert any("handler is down" in line and "http_500" in line for line in lines)
     assert any("message dead-lettered" in line and "http_400" in line for line in lines)
     for leak in (WHSEC, WHSEC[6:], token):
         assert leak not in text
@@ -670,9 +578,9 @@ def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
         },
         {"type": "webhook", "name": "f", "url": "https://example.com/h", "ca_file": str(not_pem)},
     ]
-    settings = settings_from_mapping(config_tree(tmp_path, bad), {})
+    settings = make_settings(tmp_path, bad)
     with pytest.raises(ConfigError) as raised:
-        build_routes(settings, HandlerContext(settings, Metrics()))
+        routes_of(settings)
     paths = {path for path, _ in raised.value.problems}
     assert {
         "handlers[0].url",
@@ -689,8 +597,8 @@ def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
     } <= paths
     assert "not*base64" not in raised.value.render()
     good = {"type": "webhook", "url": "https://example.com/h", "secret": WHSEC}
-    settings = settings_from_mapping(config_tree(tmp_path, [good]), {})
-    [route] = build_routes(settings, HandlerContext(settings, Metrics()))
+    settings = make_settings(tmp_path, [good])
+    [route] = routes_of(settings)
     assert isinstance(route.handler, WebhookHandler) and route.handler.timeout is None
 
 
@@ -702,7 +610,7 @@ def test_requests_are_counted_by_status_class(
     context = HandlerContext(make_settings(tmp_path), metrics)
     handler = WebhookHandler("hook", WebhookOptions(url=receiver.url), context)
     receiver.answer(503)
-    event, delivery = one_event()
+    event, delivery = decoded_status()
 
     async def scenario() -> None:
         await handler.start()

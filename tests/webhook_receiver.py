@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.threaded_server import ThreadedAiohttpServer
+from tests.support.servers import ThreadedAiohttpServer
 
 TOLERANCE_SECONDS = 300
 

@@ -16,11 +16,9 @@ import contextlib
 import glob
 import os
 import pwd
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,13 +29,13 @@ from typing import Any
 
 import asyncpg
 
+# Ports below the ephemeral range: still free when a test restarts the server.
+from tests.support.ports import free_port
+
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 DEBIAN_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 ENSURE_SCRIPT = "scripts/ensure-postgres.sh"
 
-# Candidate ports sit below Linux's default ephemeral range (32768-60999): outgoing
-# connections never take them, so the port is still free when a test restarts the server.
-_PORT_RANGE = (20000, 32000)
 _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 30
 _LOG_TAIL_LINES = 40
@@ -169,25 +167,6 @@ def _reachable_base_dir(user: pwd.struct_passwd | None) -> str:
         if not part.stat().st_mode & 0o001:  # others may not search it: the user is "other"
             return "/tmp"
     return base
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now, outside the ephemeral range."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(*_PORT_RANGE)
-        if _port_is_free(port):
-            return port
-    raise PostgresError(f"no free loopback port in {_PORT_RANGE}")
 
 
 def _pid_alive(pid: int) -> bool:

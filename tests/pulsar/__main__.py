@@ -12,12 +12,12 @@ import signal
 import sys
 import threading
 
+from tests.support.ports import free_ports
 from tuya_events.tuya.auth import pulsar_password
 
 from .broker import BrokerPorts, PulsarBroker, log_to_stderr
 from .build import PrepareError, prepare
 from .credentials import TuyaCredentials
-from .ports import free_ports
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,11 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import IO
 
+from tests.support.ports import LOOPBACK, free_ports, is_free
+
 from .admin import PulsarAdmin
 from .build import HERE, BrokerClasspath, Log
 from .credentials import CredentialsFile, TuyaCredentials
-from .ports import LOOPBACK, free_ports, is_free
 from .tenant import TuyaTenant
 from .tls import hs256_token, make_tls_files
 

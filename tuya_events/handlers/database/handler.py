@@ -66,7 +66,7 @@ class DatabaseHandler(BaseHandler):
         super().__init__(name)
         self.options = options
         # Where configuration errors found at start point; a handler built in code has no key.
-        self._where = context.key() if context is not None else f"handler {name!r}"
+        self._where = context.key() if context is not None else f"handlers[{name}]"
         # The redactor masks configured secrets already; this covers handlers built in code.
         REDACTOR.add(options.dsn_secrets())
         self.builder = RecordBuilder(

@@ -1,4 +1,6 @@
-"""A handler for end-to-end tests, loaded the way users load their own: ``type: module:Class``.
+"""A handler for end-to-end tests, loaded the way users load their own: ``type: module:Class``
+(``type: tests.support.recorder:FileRecorder``; the process needs the checkout on its
+``PYTHONPATH``, see :func:`tests.support.paths.importable_tests_env`).
 
 It appends one JSON line per handled event to a file (``O_APPEND`` writes, so several daemon
 processes can share it and a SIGKILL loses nothing already written). It fails on request: for
@@ -32,6 +34,8 @@ class FileRecorderOptions(BaseModel):
 
 
 class FileRecorder(BaseHandler):
+    """Appends ``{device, seq, message_id, partition, redelivery, pid}`` per handled event."""
+
     Options = FileRecorderOptions
 
     def __init__(self, name: str, options: FileRecorderOptions, context: object = None) -> None:
@@ -88,7 +92,12 @@ class FileRecorder(BaseHandler):
         os.write(self._fd, orjson.dumps(line) + b"\n")
 
 
+RECORDER = "tests.support.recorder:FileRecorder"
+"""The ``type:`` of this handler in a configuration."""
+
+
 def read_records(path: Path) -> list[dict]:
+    """Every line a FileRecorder wrote to ``path``, in order ([] before the first)."""
     if not path.exists():
         return []
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]

@@ -1,8 +1,9 @@
-"""Free TCP ports on the loopback address, chosen so that a broker can come back on them.
+"""Free TCP ports on the loopback address, for every server the tests start.
 
 Ports are drawn at random *below* the kernel's ephemeral range: a client's outgoing connection
-never takes one of them while the broker is down between a stop and a start, and two brokers
-(or two test runs) drawing at the same time rarely pick the same one.
+never takes one of them, so a port stays free while a server (the broker, PostgreSQL, a daemon)
+is down between a stop and a start, and two servers (or two test runs) drawing at the same time
+rarely pick the same one.
 """
 
 from __future__ import annotations
@@ -34,10 +35,18 @@ def is_free(port: int, host: str = LOOPBACK) -> bool:
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports that are free on ``host`` right now."""
+    """``count`` distinct ports that are free on ``host`` (and on all interfaces) right now."""
     ceiling = _ephemeral_floor() - 1
     candidates = random.sample(range(_LOWEST, ceiling), k=min(2000, ceiling - _LOWEST))
-    chosen = [port for port in candidates if is_free(port, host) and is_free(port, "0.0.0.0")]
-    if len(chosen) < count:
-        raise RuntimeError(f"found only {len(chosen)} free ports below {ceiling}")
-    return chosen[:count]
+    chosen: list[int] = []
+    for port in candidates:
+        if is_free(port, host) and is_free(port, "0.0.0.0"):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise RuntimeError(f"found only {len(chosen)} free ports below {ceiling}")
+
+
+def free_port() -> int:
+    """One loopback port nobody listens on now (see the module's docstring for which)."""
+    return free_ports(1)[0]

@@ -1,20 +1,19 @@
 """A real aiohttp server on 127.0.0.1 in a thread of its own, for the test stand-ins of seams we
-cannot run (Tuya's OpenAPI, a webhook receiver): the code under test talks to it over TCP."""
+cannot run (Tuya's OpenAPI, a webhook receiver, an endpoint that fails): the code under test
+talks to it over TCP. ``serving`` starts servers and stops every one of them afterwards."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 import ssl
 import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from aiohttp import web
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.ports import free_port
 
 
 class ThreadedAiohttpServer:
@@ -81,3 +80,42 @@ class ThreadedAiohttpServer:
     async def _close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+Server = TypeVar("Server", bound=ThreadedAiohttpServer)
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[Callable[[Server], Server]]:
+    """Yields ``start(server)``, which starts a server and returns it; on the way out every
+    server started through it is stopped (the body of a fixture that starts servers)."""
+    started: list[ThreadedAiohttpServer] = []
+
+    def start(server: Server) -> Server:
+        server.start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+class StatusServer(ThreadedAiohttpServer):
+    """Answers every request with ``status`` and an empty body (an endpoint that is failing)."""
+
+    thread_name = "test-status-server"
+
+    def __init__(self, status: int, port: int = 0) -> None:
+        self.status = status
+        self.port = port
+
+    def build_app(self) -> web.Application:
+        async def answer(request: web.Request) -> web.Response:
+            return web.Response(status=self.status)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", answer)
+        return app
