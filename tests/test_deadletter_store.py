@@ -56,7 +56,7 @@ def failure(**overrides: object) -> Failure:
     fields: dict = {
         "stage": "handler",
         "reason": "http_500",
-        "message": "webhook answered 500",
+        "detail": "webhook answered 500",
         "handler": "webhook",
         "attempts": 5,
         "first_failure": 1_700_000_000.25,
@@ -91,7 +91,7 @@ def test_round_trip_keeps_every_column_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "dlq.sqlite3"
     body = bytes(range(256)) * 3  # every byte value, not valid UTF-8: stored as a BLOB
     sent = delivery(body=body, properties={"em": "aes_gcm", "note": "grüße ✓"}, key=None)
-    problem = failure(stage="decode", reason="bad_padding", handler=None, message="bad\npadding")
+    problem = failure(stage="decode", reason="bad_padding", handler=None, detail="bad\npadding")
     with DeadLetterStore(path, store_plaintext=True) as store:
         record_id = store.put(sent, problem, device_id="dev-7", plaintext=b'{"devId":"dev-7"}')
 
@@ -176,7 +176,7 @@ CHILD = textwrap.dedent(
     store = DeadLetterStore(sys.argv[1])
     record_id = store.put(
         Delivery(body=b"exactly these bytes", properties={"em": "aes_gcm"}, message_id="m-kill"),
-        Failure(stage="handler", reason="timeout", message="db too slow", handler="postgres"),
+        Failure(stage="handler", reason="timeout", detail="db too slow", handler="postgres"),
         device_id="dev-kill",
     )
     print("done", record_id, flush=True)
@@ -224,7 +224,7 @@ def test_replayed_record_failing_again_updates_it_and_keeps_first_failure(tmp_pa
 
         again = failure(
             reason="http_400",
-            message="rejected",
+            detail="rejected",
             attempts=3,
             first_failure=1_800_000_000.0,
             last_failure=1_800_000_050.0,
@@ -451,7 +451,7 @@ def test_no_secret_in_any_column_of_a_record(tmp_path: Path) -> None:
     with DeadLetterStore(settings_store.path, settings_store.store_plaintext) as store:
         record_id = store.put(
             delivery(),
-            failure(message="handler 'webhook' failed: 500"),
+            failure(detail="handler 'webhook' failed: 500"),
             device_id="devIddevIddevIddevIddevId",
             plaintext=plaintext,
         )
@@ -531,7 +531,7 @@ UNDER_UMASK_022 = textwrap.dedent(
     with DeadLetterStore(path, store_plaintext=True) as store:
         store.put(
             Delivery(body=b"cipher", properties={}, message_id="m-1"),
-            Failure(stage="handler", reason="timeout", message="slow", handler="webhook"),
+            Failure(stage="handler", reason="timeout", detail="slow", handler="webhook"),
             device_id="dev-1",
             plaintext=b'{"devId": "dev-1", "status": [{"code": "door", "value": true}]}',
         )

@@ -36,12 +36,13 @@ class Failure:
     ``stage`` is ``decode``, ``handler`` or ``pipeline`` (an internal error); ``reason`` is a
     stable code (a codec reason such as ``bad_padding``, a handler's such as ``http_400``,
     ``timeout``, ``handler_error``, or ``internal_error``);
-    ``message`` is a human-readable detail that never contains a secret.
+    ``detail`` says what happened, for a person (the record's ``message``); it never contains a
+    secret.
     """
 
     stage: str
     reason: str
-    message: str
+    detail: str
     handler: str | None = None
     attempts: int = 1
     first_failure: float = field(default_factory=time.time)

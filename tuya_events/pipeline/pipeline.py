@@ -552,7 +552,7 @@ class Pipeline:
             stage=failure.stage,
             handler=failure.handler,
             reason=failure.reason,
-            error=failure.message,
+            error=failure.detail,
             attempts=failure.attempts,
             message_id=delivery.message_id,
             device_id=device_id,
@@ -562,7 +562,7 @@ class Pipeline:
         if event is not None and self.keep_plaintext:
             plaintext, problem = _plaintext_json(event)
             if problem is not None:
-                failure.message = f"{failure.message}; {problem}"
+                failure.detail = f"{failure.detail}; {problem}"
         while True:
             try:
                 kept = await asyncio.to_thread(
@@ -580,7 +580,7 @@ class Pipeline:
                 )
                 await asyncio.sleep(DEAD_LETTER_RETRY_SECONDS)
             except Exception as exc:
-                if plaintext is None and failure.message.isascii():
+                if plaintext is None and failure.detail.isascii():
                     raise  # nothing of the message's left to drop: a bug of ours
                 log.error(
                     "the dead-letter store refused a record's content; it is kept without it",
@@ -588,8 +588,8 @@ class Pipeline:
                     message_id=delivery.message_id,
                 )
                 plaintext = None
-                ascii_text = failure.message.encode("ascii", "backslashreplace").decode("ascii")
-                failure.message = f"{ascii_text}; record content refused: {type(exc).__name__}"
+                ascii_text = failure.detail.encode("ascii", "backslashreplace").decode("ascii")
+                failure.detail = f"{ascii_text}; record content refused: {type(exc).__name__}"
         # A replayed record is updated once; a second failing handler gets a record of its own.
         delivery.dead_letter_id = None
         counter = self.metrics.dead_letters_seen_again if kept.again else self.metrics.dead_letters
