@@ -62,13 +62,14 @@ import pulsar  # noqa: E402
 
 from benchmarks.machine import describe_machine  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
-from tuya_events.daemon import Daemon  # noqa: E402
+from tuya_events.daemon import Daemon, Stopped  # noqa: E402
 from tuya_events.deadletter.store import DeadLetterStore  # noqa: E402
 from tuya_events.delivery import Delivery  # noqa: E402
 from tuya_events.handlers.base import BaseHandler  # noqa: E402
 from tuya_events.observability import metrics as metrics_module  # noqa: E402
 from tuya_events.observability.logging import configure_logging  # noqa: E402
-from tuya_events.pipeline.pipeline import Pipeline, Route  # noqa: E402
+from tuya_events.pipeline.pipeline import Pipeline  # noqa: E402
+from tuya_events.pipeline.routes import Route  # noqa: E402
 from tuya_events.transport import pulsar as transport  # noqa: E402
 from tuya_events.transport.acks import PrefixAcks  # noqa: E402
 from tuya_events.transport.pulsar import PulsarSource  # noqa: E402
@@ -384,11 +385,11 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
             await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
             if run.done():  # it ended before consuming everything: show why
                 waiter.cancel()
-                raise RuntimeError(f"the daemon stopped early with exit code {run.result()}")
+                raise RuntimeError(f"the daemon stopped early ({run.result()})")
             daemon.request_stop()
-            code = await run
-            if code != 0 or store.count() != 0:
-                raise RuntimeError(f"daemon exit code {code}, {store.count()} dead letters")
+            stopped = await run
+            if stopped is not Stopped.DRAINED or store.count() != 0:
+                raise RuntimeError(f"the daemon stopped {stopped}, {store.count()} dead letters")
         finally:
             store.close()
         if profiler is not None and spec.profile_path:
