@@ -93,6 +93,9 @@ def test_poison_and_failing_messages_delivered_again_keep_one_record_each(
                 )
             )
             records = h.store.count()
+            # Every decoded message was settled before: each one that came again is counted.
+            again = registry.get_sample_value("tuya_events_messages_seen_again_total") or 0
+            assert again == (6 if cache else 0)
             assert await h.stop() == 0
         return records, new, seen_again, refusing.seen
 

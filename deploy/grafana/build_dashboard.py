@@ -253,13 +253,19 @@ def errors() -> list[Panel]:
         timeseries(
             "Handler outcomes",
             "Per second, by handler and outcome: success, retry, failure (gave up: dead letter),"
-            " duplicate (skipped on a redelivery), unmatched (its match rules did not apply).",
+            " duplicate (skipped on a redelivery), unmatched (its match rules did not apply);"
+            " and the messages seen again (an event already handled here came again).",
             [
                 (
                     f"sum by (handler, outcome) "
                     f"(rate(tuya_events_handler_outcomes_total{{{HSEL}}}{RATE}))",
                     "{{handler}} {{outcome}}",
-                )
+                ),
+                (
+                    f"sum by (instance) (rate(tuya_events_messages_seen_again_total{{{SEL}}}"
+                    f"{RATE}))",
+                    "seen again {{instance}}",
+                ),
             ],
             unit="ops",
         ),

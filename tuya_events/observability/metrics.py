@@ -78,6 +78,13 @@ class Metrics:
             ["stage", "reason"],
             registry=r,
         )
+        self.messages_seen_again = Counter(
+            f"{PREFIX}_messages_seen_again",
+            "Messages whose event was already handled here (a redelivery after a lost "
+            "acknowledgement, a partition handed over, or Tuya sending it again): the handlers "
+            "that had succeeded were skipped (outcome duplicate).",
+            registry=r,
+        )
         self.handler_outages = Counter(
             f"{PREFIX}_handler_outages",
             "Times a handler's target went down (an infrastructure failure: database down, "

@@ -369,7 +369,9 @@ class Pipeline:
         once it is settled, else what finishes it (in the device's task)."""
         try:
             if first == 0:
-                message.done = self.recent.succeeded(message.dedupe_key)
+                done = message.done = self.recent.succeeded(message.dedupe_key)
+                if done:
+                    self.metrics.messages_seen_again.inc()
             return self._run(message, first)
         except Exception as error:
             return self._internal_error(message, error)
