@@ -85,6 +85,40 @@ def build_pipeline(
     )
 
 
+GUARDED_BY_DEFAULT = ("webhook", "pulsar", "action")  # side effects that must not repeat
+
+
+def guarded_routes(settings: Settings, routes: Sequence[Route], metrics: Metrics) -> list[Route]:
+    """With ``ledger:`` set, the routes whose handlers must run once across instances run
+    through the shared dedupe ledger (one ledger, one pool, for all of them)."""
+    ledger_settings = settings.ledger
+    if ledger_settings.dsn is None:
+        return list(routes)
+    from tuya_events.pipeline.ledger import Ledger, LedgerGuard, LedgerSettingsView
+
+    ledger = Ledger(
+        LedgerSettingsView(
+            ledger_settings.dsn.get_secret_value(),
+            ledger_settings.table,
+            ledger_settings.lease,
+            ledger_settings.keep,
+        ),
+        metrics,
+    )
+    names = ledger_settings.handlers
+    if names is None:
+        types = dict(
+            zip(settings.handler_names(), (h.type for h in settings.handlers), strict=True)
+        )
+        names = [name for name, kind in types.items() if kind in GUARDED_BY_DEFAULT]
+    return [
+        Route(LedgerGuard(route.handler, ledger, metrics), route.matches)
+        if route.name in names
+        else route
+        for route in routes
+    ]
+
+
 @contextlib.asynccontextmanager
 async def started_handlers(routes: Sequence[Route]) -> AsyncIterator[list[Handler]]:
     """Start every route's handler in order; on leaving, stop those that started, in reverse.

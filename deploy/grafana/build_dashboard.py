@@ -254,7 +254,8 @@ def errors() -> list[Panel]:
             "Handler outcomes",
             "Per second, by handler and outcome: success, retry, failure (gave up: dead letter),"
             " duplicate (skipped on a redelivery), unmatched (its match rules did not apply);"
-            " and the messages seen again (an event already handled here came again).",
+            " and the messages seen again (an event already handled here came again), and the"
+            " events the shared dedupe ledger skipped (handled by another instance).",
             [
                 (
                     f"sum by (handler, outcome) "
@@ -265,6 +266,10 @@ def errors() -> list[Panel]:
                     f"sum by (instance) (rate(tuya_events_messages_seen_again_total{{{SEL}}}"
                     f"{RATE}))",
                     "seen again {{instance}}",
+                ),
+                (
+                    f"sum by (handler) (rate(tuya_events_ledger_skipped_total{{{HSEL}}}{RATE}))",
+                    "{{handler}} skipped (ledger)",
                 ),
             ],
             unit="ops",

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from tuya_events.assembly import HandlerStartError
+from tuya_events.assembly import HandlerStartError, guarded_routes
 from tuya_events.cli import exits
 from tuya_events.config import ConfigError, load_settings
 from tuya_events.config.secrets import secret_values
@@ -52,7 +52,9 @@ def run_daemon(settings: Settings, source: Source, stop_after: float | None = No
 
     REDACTOR.add(secret_values(settings))
     metrics = Metrics()
-    routes = build_routes(settings, HandlerContext(settings, metrics))
+    routes = guarded_routes(
+        settings, build_routes(settings, HandlerContext(settings, metrics)), metrics
+    )
     store = DeadLetterStore(settings.dead_letter.path, settings.dead_letter.store_plaintext)
     try:
         store.open()

@@ -260,6 +260,12 @@ def _semantic_problems(settings: Settings) -> Problems:
                 )
             )
         seen.setdefault(name, index)
+    guarded = settings.ledger.handlers
+    if guarded is not None and settings.ledger.dsn is None:
+        problems.append(("ledger.dsn", "the ledger needs a PostgreSQL dsn (or dsn_file)"))
+    for index, name in enumerate(guarded or ()):
+        if name not in seen:
+            problems.append((f"ledger.handlers[{index}]", f"no handler is named {name!r}"))
     return problems
 
 
@@ -276,6 +282,7 @@ def settings_from_mapping(
     problems: Problems = []
     tree = interpolate(tree, environ, problems)
     resolve_secret_files(tree.get("tuya"), ("access_secret",), problems, ("tuya",))
+    resolve_secret_files(tree.get("ledger"), ("dsn",), problems, ("ledger",))
     handlers = tree.get("handlers")
     if isinstance(handlers, list):
         for index, handler in enumerate(handlers):

@@ -39,5 +39,8 @@ def secret_values(settings: Settings) -> list[str]:
     # The access secret is already in; dumped, it would be pydantic's "**********" placeholder.
     tree = settings.model_dump(mode="json", exclude={"handlers": True, "tuya": {"access_secret"}})
     tree["handlers"] = [handler.options for handler in settings.handlers]
+    # Typed secrets (SecretStr) dump as the placeholder too: put their values back.
+    ledger_dsn = settings.ledger.dsn
+    tree["ledger"]["dsn"] = ledger_dsn.get_secret_value() if ledger_dsn is not None else None
     values.extend(_from_tree(tree))
     return list(dict.fromkeys(values))

@@ -172,6 +172,20 @@ def _default_handlers() -> list[HandlerSettings]:
     return [HandlerSettings(type="log")]
 
 
+class LedgerSettings(Section):
+    """``ledger:``: a dedupe ledger on PostgreSQL shared by several instances (opt-in)."""
+
+    dsn: SecretStr | None = None
+    # The handlers it guards, by name; by default every webhook, pulsar and action handler
+    # (the database handler is idempotent on its own, the log handler harmless).
+    handlers: list[str] | None = None
+    table: str = Field(default="tuya_events_ledger", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # How long a claim holds when its instance goes quiet: then another may take the event over.
+    lease: Duration = Field(default=30.0, gt=0)
+    # How long done events are remembered: past Tuya's retention of unacknowledged messages.
+    keep: Duration = Field(default=3 * 3600.0, gt=0)
+
+
 class Settings(Section):
     tuya: TuyaSettings
     tls: TlsSettings = TlsSettings()
@@ -183,6 +197,7 @@ class Settings(Section):
     # The OpenAPI client's options, for every action handler and ``tuya-events api``: one
     # client per cloud project, so one place to set them.
     openapi: OpenApiOptions = OpenApiOptions()
+    ledger: LedgerSettings = LedgerSettings()
     handlers: list[HandlerSettings] = Field(default_factory=_default_handlers)
 
     def handler_names(self) -> list[str]:

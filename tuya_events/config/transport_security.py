@@ -261,6 +261,9 @@ def insecure_transports(
         check = _HANDLER_CHECKS.get(handler.type)
         if check is not None:
             findings.extend(check(f"handlers[{index}]", handler.options, environ))
+    if settings.ledger.dsn is not None:  # the shared dedupe ledger: a PostgreSQL DSN too
+        dsn = {"dsn": settings.ledger.dsn.get_secret_value()}
+        findings.extend(_database("ledger", dsn, environ))
     return findings
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tuya_events.assembly import build_pipeline, started_handlers
+from tuya_events.assembly import build_pipeline, guarded_routes, started_handlers
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
 from tuya_events.deadletter.filters import RecordFilter
@@ -70,7 +70,9 @@ async def _replay(
     result = ReplayResult(selected=store.count(filters))
     meter = _Progress(result.selected, progress)
     metrics = Metrics()
-    routes = build_routes(settings, HandlerContext(settings, metrics))
+    routes = guarded_routes(
+        settings, build_routes(settings, HandlerContext(settings, metrics)), metrics
+    )
     configured = {route.name for route in routes}
     record_of: dict[int, int] = {}  # id(delivery) -> record id
 

@@ -85,6 +85,13 @@ class Metrics:
             "that had succeeded were skipped (outcome duplicate).",
             registry=r,
         )
+        self.ledger_skipped = Counter(
+            f"{PREFIX}_ledger_skipped",
+            "Events a handler skipped because the shared dedupe ledger says another instance "
+            "(or this one, before a restart) already handled them.",
+            ["handler"],
+            registry=r,
+        )
         self.handler_outages = Counter(
             f"{PREFIX}_handler_outages",
             "Times a handler's target went down (an infrastructure failure: database down, "
