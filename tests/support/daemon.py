@@ -42,6 +42,7 @@ class DaemonProcess:
         pulsar_url: str | None = None,
         tls: dict[str, Any] | None = None,
         handlers: list[dict[str, Any]] | None = None,
+        sections: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -66,6 +67,7 @@ class DaemonProcess:
                 *(handlers or []),
             ],
         }
+        config.update(sections or {})  # more top-level sections (a ledger, say)
         self.config_path.write_text(yaml.safe_dump(config))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -236,3 +238,76 @@ class BrokerRun:
 
 def _tail_of(daemon: DaemonProcess | None) -> Any:
     return daemon.log_tail if daemon is not None else None
+
+
+@dataclass
+class HandoverCount:
+    """What the shared records say after an instance joined mid-backlog (issue 14).
+
+    ``records`` are in the order they were appended (one O_APPEND write per handled event, so
+    the file order is the order in which the instances handled them). A *duplicate* is every
+    copy of a (device, seq) after its first; it is *stale* when a newer report of the same
+    device had already been handled (by either instance) before it: a receiver that does not
+    compare event times would then go back to an older state.
+    """
+
+    handled: int
+    unique: int
+    duplicates: int
+    stale: int
+    per_partition: dict[int, int]  # partition -> duplicates
+    by_pid: dict[int, int]  # pid of the instance that handled the later copy -> duplicates
+    partitions_of: dict[int, set[int]]  # pid -> partitions it handled
+    out_of_order_within_pid: int  # an instance handled a device's seq after a higher one
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> HandoverCount:
+        seen: set[tuple[str, int]] = set()
+        newest: dict[str, int] = {}
+        newest_of_pid: dict[tuple[int, str], int] = {}
+        duplicates = stale = out_of_order = 0
+        per_partition: dict[int, int] = {}
+        by_pid: dict[int, int] = {}
+        partitions_of: dict[int, set[int]] = {}
+        for line in records:
+            device, seq, pid, partition = (
+                line["device"],
+                line["seq"],
+                line["pid"],
+                line["partition"],
+            )
+            partitions_of.setdefault(pid, set()).add(partition)
+            key = (device, seq)
+            if key in seen:
+                duplicates += 1
+                per_partition[partition] = per_partition.get(partition, 0) + 1
+                by_pid[pid] = by_pid.get(pid, 0) + 1
+                if newest.get(device, -1) > seq:
+                    stale += 1
+            else:
+                seen.add(key)
+            if newest_of_pid.get((pid, device), -1) > seq:
+                out_of_order += 1
+            newest[device] = max(newest.get(device, -1), seq)
+            newest_of_pid[(pid, device)] = max(newest_of_pid.get((pid, device), -1), seq)
+        return cls(
+            handled=len(records),
+            unique=len(seen),
+            duplicates=duplicates,
+            stale=stale,
+            per_partition=per_partition,
+            by_pid=by_pid,
+            partitions_of=partitions_of,
+            out_of_order_within_pid=out_of_order,
+        )
+
+
+def failover_owner(partition: int, consumer_names: list[str]) -> str:
+    """Which consumer the broker makes active for ``partition`` of a Failover subscription.
+
+    Pulsar's ``AbstractDispatcherSingleActiveConsumer.pickAndScheduleActiveConsumer`` sorts the
+    consumers by priority level, then by consumer name, and picks ``partition % count`` (unless
+    the broker sets ``activeConsumerFailoverConsistentHashing``).
+    """
+    ordered = sorted(consumer_names)
+    return ordered[partition % len(ordered)]
