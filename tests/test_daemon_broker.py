@@ -259,6 +259,32 @@ def test_failing_handler_and_poison_messages_are_dead_lettered_then_acked(
     assert tenant.access_secret not in daemon.log()
 
 
+def test_poison_messages_are_dead_lettered_once_each_across_a_broker_crash(
+    broker_run: BrokerRun,
+) -> None:
+    """A broker crash can lose the last acknowledgements and deliver those messages again:
+    a poison message among them must update its record, not add a second (issue 14 saw 42-65
+    extra records for 200 bad messages)."""
+    stream = interleaved_stream(messages=1200, devices=20)
+    poison = 100
+    broker_run.subscribe_ahead()
+    with raw_producer(broker_run.broker, broker_run.tenant.topic()) as producer:
+        for index, chunk in enumerate(range(0, len(stream), len(stream) // poison)):
+            broker_run.publish(stream[chunk : chunk + len(stream) // poison])
+            producer.send(b"poison %d: not json" % index, properties={}, partition_key=f"p{index}")
+    daemon = broker_run.start("poison", recorder={"delay": 0.003})
+    broker_run.wait_progress(300, 120, "progress before the crash", daemon)
+    broker_run.broker.kill()  # a crash: the cursor's last updates are lost with it
+    broker_run.broker.start()
+    broker_run.wait_handled(len(stream), 180, "every message after the crash", daemon)
+    broker_run.wait_backlog(0, 60, daemon)
+    assert daemon.stop() == 0, daemon.log_tail()
+    dead = read_dead_letters(daemon.dead_letter_path)
+    print(f"poison records {len(dead)}, seen again {sum(r['seen'] > 1 for r in dead)}")
+    assert [record["reason"] for record in dead] == ["bad_envelope"] * poison
+    assert len({record["message_id"] for record in dead}) == poison
+
+
 def test_two_instances_failover_takes_over_partitions_and_loses_nothing(
     broker_run: BrokerRun,
 ) -> None:
