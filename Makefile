@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint test-deps bench clean
+.PHONY: demo test lint test-deps bench clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,24 @@ test: lint test-deps
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 
+# Mutation testing of the core modules against their fast tests (docs/testing.md); slow, so not
+# part of `make test`. One module at a time (MUTATE=tuya_events.backoff for one), each run
+# collecting fresh test coverage; the table at the end reads mutants/, which mutmut keeps.
+MUTATE ?= tuya_events.tuya.codec tuya_events.tuya.crypto tuya_events.tuya.envelope \
+	tuya_events.tuya.events tuya_events.matching tuya_events.pipeline.policy tuya_events.backoff \
+	tuya_events.openapi.signing tuya_events.config.interpolate tuya_events.config.secrets \
+	tuya_events.config.loader tuya_events.observability.redact tuya_events.deadletter.record
+MUTATION_JOBS ?= 2
+
+mutation: $(STAMP)
+	mkdir -p mutants
+	for module in $(MUTATE); do \
+		echo "mutating $$module (log: mutants/$$module.log)"; \
+		rm -f mutants/mutmut-stats.json; \
+		$(BIN)/mutmut run --max-children $(MUTATION_JOBS) "$$module.*" > "mutants/$$module.log" 2>&1 \
+			|| { tail -30 "mutants/$$module.log"; exit 1; }; \
+	done
+	$(BIN)/python -m tests.support.mutation_report
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis mutants

@@ -10,7 +10,20 @@ from hypothesis import strategies as st
 
 from tests import vectors as v
 from tuya_events.tuya.codec import TuyaCodec, TuyaEncoder
-from tuya_events.tuya.errors import REASONS, DecodeError
+from tuya_events.tuya.errors import (
+    BAD_BASE64,
+    BAD_ENVELOPE,
+    BAD_EVENT,
+    BAD_JSON,
+    BAD_LENGTH,
+    BAD_PADDING,
+    GCM_AUTH_FAILED,
+    REASONS,
+    TOO_DEEP,
+    TOO_SHORT,
+    UNKNOWN_EM,
+    DecodeError,
+)
 
 ENCODER = TuyaEncoder(v.ACCESS_ID, v.ACCESS_SECRET)
 MODES = st.sampled_from(["aes_ecb", "aes_gcm", None])
@@ -56,11 +69,30 @@ def test_any_object_round_trips_in_both_modes(document: dict, em: str | None) ->
     assert codec.decode(body, properties).document == document
 
 
-def _expect_codec_error_only(codec: TuyaCodec, body: bytes | str, properties: dict) -> None:
+def _expect_codec_error_only(codec: TuyaCodec, body: bytes | str, properties: dict) -> str | None:
+    """Decode; any other exception fails the test. The reason of the DecodeError, None on
+    success: each test then checks it is the reason that input must give."""
     try:
         codec.decode(body, properties)
     except DecodeError as error:
         assert error.reason in REASONS
+        return error.reason
+    return None
+
+
+def _em_reason(properties: dict) -> str | None:
+    """UNKNOWN_EM for an ``em`` that is neither ECB nor GCM (any case, spaces), else None."""
+    em = properties.get("em")
+    if not em or (isinstance(em, str) and em.strip().lower() in ("aes_ecb", "aes_gcm")):
+        return None
+    return UNKNOWN_EM
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 properties_strategy = st.dictionaries(
@@ -75,7 +107,13 @@ properties_strategy = st.dictionaries(
     properties=properties_strategy,
 )
 def test_arbitrary_bodies_raise_only_decode_errors(body: bytes, properties: dict) -> None:
-    _expect_codec_error_only(TuyaCodec(v.ACCESS_SECRET, sign_check="enforce"), body, properties)
+    codec = TuyaCodec(v.ACCESS_SECRET, sign_check="enforce")
+    reason = _expect_codec_error_only(codec, body, properties)
+    assert reason is not None  # nothing unsigned gets through the enforcing codec
+    if _em_reason(properties) is not None:
+        assert reason == UNKNOWN_EM
+    elif not _is_json_object(body):
+        assert reason == BAD_ENVELOPE
 
 
 @settings(max_examples=500)
@@ -88,7 +126,19 @@ def test_arbitrary_ciphertext_raises_only_decode_errors(
     raw: bytes, em: str | None, envelope_extra: dict
 ) -> None:
     envelope = {**envelope_extra, "data": base64.b64encode(raw).decode() or "A"}
-    _expect_codec_error_only(TuyaCodec(v.ACCESS_SECRET), orjson.dumps(envelope), {"em": em or ""})
+    body = orjson.dumps(envelope)
+    reason = _expect_codec_error_only(TuyaCodec(v.ACCESS_SECRET), body, {"em": em or ""})
+    if reason == BAD_ENVELOPE:  # an extra field of the wrong type (protocol: "x")
+        return
+    if not raw:
+        assert reason == BAD_BASE64  # "A" is no base64
+    elif em == "aes_gcm":
+        # Random bytes never carry a valid tag.
+        assert reason == (TOO_SHORT if len(raw) < 28 else GCM_AUTH_FAILED)
+    elif len(raw) % 16:
+        assert reason == BAD_LENGTH
+    else:
+        assert reason in (BAD_PADDING, BAD_JSON, BAD_EVENT, TOO_DEEP, None)
 
 
 @settings(max_examples=300)
@@ -97,7 +147,12 @@ def test_arbitrary_envelope_fields_raise_only_decode_errors(
     data: str, protocol: object, t: object
 ) -> None:
     envelope = {"data": data, "protocol": protocol, "t": t}
-    _expect_codec_error_only(TuyaCodec(v.ACCESS_SECRET), orjson.dumps(envelope), {})
+    reason = _expect_codec_error_only(TuyaCodec(v.ACCESS_SECRET), orjson.dumps(envelope), {})
+    # Text that happens to be base64 of a well-padded ECB block of a JSON object: not in 120
+    # characters of random text, so a success here is a codec accepting what it should not.
+    assert reason is not None
+    if not data:
+        assert reason in (BAD_ENVELOPE, TOO_SHORT, BAD_BASE64)
 
 
 @settings(max_examples=300)
@@ -109,6 +164,11 @@ def test_valid_ciphertext_of_arbitrary_plaintext_raises_only_decode_errors(
 
     cipher = GcmCipher(v.AES_KEY) if em == "aes_gcm" else EcbCipher(v.AES_KEY)
     data = base64.b64encode(cipher.encrypt(plain)).decode()
-    _expect_codec_error_only(
+    reason = _expect_codec_error_only(
         TuyaCodec(v.ACCESS_SECRET), orjson.dumps({"data": data, "protocol": 4}), {"em": em}
     )
+    # Valid ciphertext: padding and tag always pass; only the plaintext can be refused.
+    if _is_json_object(plain):
+        assert reason in (None, TOO_DEEP)
+    else:
+        assert reason in (BAD_JSON, BAD_EVENT, TOO_DEEP)
