@@ -5,6 +5,14 @@ ours, so the event loop gets messages a batch at a time (one thread hop per batc
 message). Failover subscription: per partition one active consumer, others hot standbys, and
 partitions arrive in order, so finished prefixes can be acknowledged cumulatively (``acks``).
 
+When another instance joins, the broker moves partitions to it (consumers sorted by name,
+partition ``p`` to the ``p % n``-th) and, after its ``activeConsumerFailoverDelayTimeMillis``,
+redelivers each moved partition from its first unacknowledged message. We are not told (the
+binding has no consumer event listener), so what we still hold for a moved partition is handled
+here too; it is at most ``receiver_queue_size`` per partition (the multi-topics consumer gives
+each partition consumer that many permits) plus what is in flight. A small queue keeps the
+window short (benchmarks/handover.py, README "Several instances").
+
 On the per-message path we use the binding's own objects (``_pulsar.Consumer`` and
 ``_pulsar.Message``) rather than the ``pulsar`` wrappers: the wrappers add a Python object per
 message and a Python call per accessor, 2.5-3 us of CPU per message in all (benchmarks/README.md).
