@@ -97,7 +97,13 @@ RECORDER = "tests.support.recorder:FileRecorder"
 
 
 def read_records(path: Path) -> list[dict]:
-    """Every line a FileRecorder wrote to ``path``, in order ([] before the first)."""
+    """Every complete line a FileRecorder wrote to ``path``, in order ([] before the first).
+
+    Read while instances still write: a last line without its newline is being written, and
+    is left for the next read.
+    """
     if not path.exists():
         return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    return [orjson.loads(line) for line in complete.splitlines() if line]
