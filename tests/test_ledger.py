@@ -126,13 +126,25 @@ def test_an_event_held_by_an_instance_that_went_away_is_taken_over_after_its_lea
     assert set(done.values()) == {1} and len(done) == total  # B ran each once, after the lease
 
 
+@pytest.mark.parametrize("where", ["own-dsn", "database-handler"])
 def test_a_ledger_row_marked_done_survives_a_restart_and_is_skipped(
-    tmp_path: Path, postgres_dsn: str
+    tmp_path: Path, postgres_dsn: str, where: str
 ) -> None:
     done: Counter[str] = Counter()
 
     async def scenario() -> int:
-        settings = instance(tmp_path, "a", postgres_dsn)
+        if where == "own-dsn":
+            settings = instance(tmp_path, "a", postgres_dsn)
+        else:  # the ledger shares the database handler's PostgreSQL
+            settings = make_settings(
+                tmp_path,
+                [
+                    {"type": "database", "name": "db", "dsn": postgres_dsn},
+                    {"type": "log", "name": "notify"},
+                ],
+                ledger={"database": "db", "handlers": ["notify"]},
+                dead_letter={"path": str(tmp_path / "a.sqlite3")},
+            )
         for _ in range(2):  # the same instance twice: its local dedupe cache starts empty
             async with Harness(settings, guarded(settings, SideEffect(done))) as h:
                 total = publish_everything(h, 2)
@@ -171,6 +183,13 @@ def test_a_ledger_naming_an_unknown_handler_or_without_a_dsn_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         make_settings(tmp_path, [{"type": "log"}], ledger={"handlers": ["log"]})
     assert [path for path, _ in caught.value.problems] == ["ledger.dsn"]
+    with pytest.raises(ConfigError) as caught:  # a SQLite database cannot be shared
+        make_settings(
+            tmp_path,
+            [{"type": "database", "name": "db", "path": str(tmp_path / "e.sqlite3")}],
+            ledger={"database": "db"},
+        )
+    assert [path for path, _ in caught.value.problems] == ["ledger.database"]
 
 
 def test_the_ledger_dsn_is_masked_in_logs_and_in_check_config(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from tuya_events.config.errors import ConfigError
-from tuya_events.config.settings import Settings
+from tuya_events.config.settings import Settings, ledger_dsn
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import Handler, HandlerError
 from tuya_events.observability.logging import get_logger
@@ -92,13 +92,14 @@ def guarded_routes(settings: Settings, routes: Sequence[Route], metrics: Metrics
     """With ``ledger:`` set, the routes whose handlers must run once across instances run
     through the shared dedupe ledger (one ledger, one pool, for all of them)."""
     ledger_settings = settings.ledger
-    if ledger_settings.dsn is None:
+    dsn = ledger_dsn(settings)
+    if dsn is None:
         return list(routes)
     from tuya_events.pipeline.ledger import Ledger, LedgerGuard, LedgerSettingsView
 
     ledger = Ledger(
         LedgerSettingsView(
-            ledger_settings.dsn.get_secret_value(),
+            dsn,
             ledger_settings.table,
             ledger_settings.lease,
             ledger_settings.keep,

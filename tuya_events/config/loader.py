@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tuya_events.config.errors import ConfigError, key_path
 from tuya_events.config.interpolate import interpolate, is_utf8, resolve_secret_files
 from tuya_events.config.secrets import secret_values
-from tuya_events.config.settings import SECRET_KEYS, Settings
+from tuya_events.config.settings import SECRET_KEYS, Settings, ledger_dsn
 from tuya_events.observability.redact import REDACTOR
 
 CONFIG_ENV = "TUYA_EVENTS_CONFIG"
@@ -260,8 +260,18 @@ def _semantic_problems(settings: Settings) -> Problems:
                 )
             )
         seen.setdefault(name, index)
-    guarded = settings.ledger.handlers
-    if guarded is not None and settings.ledger.dsn is None:
+    ledger = settings.ledger
+    guarded = ledger.handlers
+    if ledger.dsn is not None and ledger.database is not None:
+        problems.append(("ledger.database", "give the ledger a dsn or a database, not both"))
+    elif ledger.database is not None and ledger_dsn(settings) is None:
+        problems.append(
+            (
+                "ledger.database",
+                f"no database handler named {ledger.database!r} with a PostgreSQL dsn",
+            )
+        )
+    elif guarded is not None and ledger.dsn is None and ledger.database is None:
         problems.append(("ledger.dsn", "the ledger needs a PostgreSQL dsn (or dsn_file)"))
     for index, name in enumerate(guarded or ()):
         if name not in seen:

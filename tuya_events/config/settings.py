@@ -179,6 +179,8 @@ class LedgerSettings(Section):
     """``ledger:``: a dedupe ledger on PostgreSQL shared by several instances (opt-in)."""
 
     dsn: SecretStr | None = None
+    # Or the name of a database handler on PostgreSQL whose dsn the ledger shares.
+    database: str | None = None
     # The handlers it guards, by name; by default every webhook, pulsar and action handler
     # (the database handler is idempotent on its own, the log handler harmless).
     handlers: list[str] | None = None
@@ -187,6 +189,20 @@ class LedgerSettings(Section):
     lease: Duration = Field(default=30.0, gt=0)
     # How long done events are remembered: past Tuya's retention of unacknowledged messages.
     keep: Duration = Field(default=3 * 3600.0, gt=0)
+
+
+def ledger_dsn(settings: Settings) -> str | None:
+    """The ledger's DSN: its own, or that of the database handler it names; None: no ledger."""
+    ledger = settings.ledger
+    if ledger.dsn is not None:
+        return ledger.dsn.get_secret_value()
+    if ledger.database is None:
+        return None
+    for name, handler in zip(settings.handler_names(), settings.handlers, strict=True):
+        if name == ledger.database and handler.type == "database":
+            dsn = handler.options.get("dsn")
+            return dsn if isinstance(dsn, str) else None
+    return None
 
 
 class Settings(Section):

@@ -261,7 +261,7 @@ def insecure_transports(
         check = _HANDLER_CHECKS.get(handler.type)
         if check is not None:
             findings.extend(check(f"handlers[{index}]", handler.options, environ))
-    if settings.ledger.dsn is not None:  # the shared dedupe ledger: a PostgreSQL DSN too
+    if settings.ledger.dsn is not None:  # the shared dedupe ledger's own PostgreSQL DSN
         dsn = {"dsn": settings.ledger.dsn.get_secret_value()}
         findings.extend(_database("ledger", dsn, environ))
     return findings
