@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 
 from benchmarks.machine import describe_machine  # noqa: E402
 
@@ -85,11 +84,9 @@ def records_count(path: Path) -> int:
 
 def unique_handled(path: Path) -> int:
     """Distinct (device, seq) in the complete lines (a line being written is not read)."""
-    if not path.exists():
-        return 0
-    data = path.read_bytes()
-    lines = data[: data.rfind(b"\n") + 1].splitlines()
-    return len({(r["device"], r["seq"]) for r in map(orjson.loads, filter(None, lines))})
+    from tests.support.recorder import read_records
+
+    return len({(r["device"], r["seq"]) for r in read_records(path)})
 
 
 def run_once(broker: Any, args: argparse.Namespace, name: str, consumer: dict[str, Any]) -> Any:
