@@ -25,6 +25,7 @@ It is a benchmark: it prints figures and exits 0; 1 only when a run lost message
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import statistics
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,13 @@ def unique_handled(path: Path) -> int:
     return len({(r["device"], r["seq"]) for r in read_records(path)})
 
 
-def run_once(broker: Any, args: argparse.Namespace, name: str, consumer: dict[str, Any]) -> Any:
+@contextlib.contextmanager
+def backlog_run(broker: Any, args: argparse.Namespace) -> Iterator[tuple[Any, list[Any]]]:
+    """A fresh tenant whose subscription holds the whole stream before any instance starts:
+    the BrokerRun and the stream; its instances and files are gone afterwards."""
     from tests.pulsar.publisher import TuyaPublisher
     from tests.pulsar.traffic import interleaved_stream
-    from tests.support.daemon import BrokerRun, HandoverCount, failover_owner
-    from tests.support.recorder import read_records
-    from tests.support.waiting import wait_for
+    from tests.support.daemon import BrokerRun
 
     tenant = broker.create_tenant()
     workdir = Path(tempfile.mkdtemp(prefix="tuya-handover-"))
@@ -105,33 +107,42 @@ def run_once(broker: Any, args: argparse.Namespace, name: str, consumer: dict[st
             run.subscribe_ahead()
             run.publish(stream)
             run.wait_backlog(args.messages, timeout=60)
-            recorder = {"delay": args.delay} if args.delay else None
-            a = run.daemon(A, consumer=consumer, recorder=recorder)
-            b = run.daemon(B, consumer=consumer, recorder=recorder)
-            started = time.monotonic()
-            a.start().wait_ready()
-            join_at = int(args.messages * args.join_at)
-            wait_for(lambda: records_count(run.records) >= join_at, 120, "A to reach join point")
-            at_join = records_count(run.records)
-            b.start().wait_ready()
-            wait_for(
-                lambda: unique_handled(run.records) == args.messages,
-                args.timeout,
-                "every message handled",
-                a.log_tail,
-            )
-            seconds = time.monotonic() - started
-            run.wait_backlog(0, timeout=60)
-            wait_quiet(run.records, args.settle)  # A's late copies land before we count
-            for daemon in (a, b):
-                daemon.stop()
-            records = read_records(run.records)
+            yield run, stream
         finally:
             run.close()
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_once(broker: Any, args: argparse.Namespace, name: str, consumer: dict[str, Any]) -> Any:
+    from tests.support.daemon import HandoverCount, failover_owner
+    from tests.support.recorder import read_records
+    from tests.support.waiting import wait_for
+
+    with backlog_run(broker, args) as (run, stream):
+        recorder = {"delay": args.delay} if args.delay else None
+        a = run.daemon(A, consumer=consumer, recorder=recorder)
+        b = run.daemon(B, consumer=consumer, recorder=recorder)
+        started = time.monotonic()
+        a.start().wait_ready()
+        join_at = int(args.messages * args.join_at)
+        wait_for(lambda: records_count(run.records) >= join_at, 120, "A to reach join point")
+        at_join = records_count(run.records)
+        b.start().wait_ready()
+        wait_for(
+            lambda: unique_handled(run.records) == args.messages,
+            args.timeout,
+            "every message handled",
+            a.log_tail,
+        )
+        seconds = time.monotonic() - started
+        run.wait_backlog(0, timeout=60)
+        wait_quiet(run.records, args.settle)  # A's late copies land before we count
+        for daemon in (a, b):
+            daemon.stop()
+        records = read_records(run.records)
+        report = run.report(stream)
     counts = HandoverCount.of(records)
     moved = [p for p in range(PARTITIONS) if failover_owner(p, [A, B]) == B]
-    report = run.report(stream)
     result = RunResult(name, seconds, counts, moved, report.lost)
     pid_note = ", ".join(
         f"pid {pid}: {len(parts)} partitions" for pid, parts in sorted(counts.partitions_of.items())
@@ -158,36 +169,22 @@ def wait_quiet(path: Path, quiet: float, limit: float = 60.0) -> None:
 
 def run_alone(broker: Any, args: argparse.Namespace, name: str, consumer: dict[str, Any]) -> float:
     """One instance on a fresh backlog, no handover: msgs/s from ready to the last record."""
-    from tests.pulsar.publisher import TuyaPublisher
-    from tests.pulsar.traffic import interleaved_stream
-    from tests.support.daemon import BrokerRun
     from tests.support.waiting import wait_for
 
-    tenant = broker.create_tenant()
-    workdir = Path(tempfile.mkdtemp(prefix="tuya-handover-"))
-    stream = interleaved_stream(messages=args.messages, devices=args.devices, seed=args.seed)
-    with TuyaPublisher(broker.broker_url, broker.service_credentials, tenant) as publisher:
-        run = BrokerRun(broker, tenant, publisher, workdir)
-        try:
-            run.subscribe_ahead()
-            run.publish(stream)
-            run.wait_backlog(args.messages, timeout=60)
-            a = run.daemon(A, consumer=consumer)
-            a.start().wait_ready()
-            started = time.monotonic()
-            wait_for(
-                lambda: records_count(run.records) >= args.messages,
-                args.timeout,
-                "every message handled",
-                a.log_tail,
-                interval=0.05,
-            )
-            seconds = time.monotonic() - started
-            run.wait_backlog(0, timeout=60)
-            a.stop()
-        finally:
-            run.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+    with backlog_run(broker, args) as (run, _stream):
+        a = run.daemon(A, consumer=consumer)
+        a.start().wait_ready()
+        started = time.monotonic()
+        wait_for(
+            lambda: records_count(run.records) >= args.messages,
+            args.timeout,
+            "every message handled",
+            a.log_tail,
+            interval=0.05,
+        )
+        seconds = time.monotonic() - started
+        run.wait_backlog(0, timeout=60)
+        a.stop()
     rate = float(args.messages / seconds)
     print(
         f"  {name:<14} alone: {args.messages:,} in {seconds:5.2f} s = {rate:,.0f} msgs/s",

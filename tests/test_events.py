@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from tuya_events.tuya.errors import DecodeError
@@ -30,6 +31,11 @@ from tuya_events.tuya.events import (
         ([], None),
         (float("nan"), None),
         (float("inf"), None),
+        (0, None),
+        (99_999_999_999, 99_999_999_999_000),  # the last value read as seconds
+        (100_000_000_000, 100_000_000_000),  # the first read as milliseconds
+        (253_402_300_799_999, 253_402_300_799_999),  # the end of year 9999
+        (253_402_300_800_000, None),
     ],
 )
 def test_timestamps_in_seconds_or_ms_numbers_or_strings(raw: object, expected: int | None) -> None:
@@ -117,3 +123,103 @@ def test_as_dict_is_json_serialisable() -> None:
 
     event = build_event({"devId": "d", "status": [{"code": "c", "value": 1}]}, 4)
     assert orjson.loads(orjson.dumps(event.as_dict()))["statuses"][0]["code"] == "c"
+
+
+# -- what handlers receive: as_dict() of every event type ------------------------------------
+
+
+def test_status_report_as_dict() -> None:
+    document = {
+        "devId": "d1",
+        "productKey": "pk1",
+        "dataId": "id1",
+        "status": [
+            {"code": "switch_1", "value": True, "t": 1700000000, "1": True},
+            {"code": "temp", "value": 21, "time": 1700000005000, "dpId": 7},
+            "odd",
+        ],
+    }
+    event = build_event(document, 4, envelope_t_ms=1)
+    assert isinstance(event, StatusReport)
+    assert event.as_dict() == {
+        "kind": "status",
+        "protocol": 4,
+        "device_id": "d1",
+        "product_key": "pk1",
+        "biz_code": None,
+        "data_id": "id1",
+        "timestamp_ms": 1700000005000,  # the newest data point
+        "envelope_t_ms": 1,
+        "statuses": [
+            {"code": "switch_1", "value": True, "t": 1700000000000, "dp_id": "1"},
+            {"code": "temp", "value": 21, "t": 1700000005000, "dp_id": "7"},
+            {"code": None, "value": "odd", "t": None, "dp_id": None},
+        ],
+        "document": document,
+    }
+    orjson.dumps(event.as_dict())
+
+
+def test_status_report_without_item_times_takes_the_envelope_time() -> None:
+    event = build_event({"devId": "d1", "status": [{"code": "c", "value": 1}]}, 4, 42)
+    assert event.timestamp_ms == 42 and event.envelope_t_ms == 42
+
+
+def test_device_event_as_dict() -> None:
+    document = {
+        "bizCode": "online",
+        "bizData": {"devId": "d7", "time": 3},
+        "productKey": 1234,
+        "ts": 1700000000,
+    }
+    event = build_event(document, 20, envelope_t_ms=9)
+    assert isinstance(event, DeviceEvent)
+    assert event.as_dict() == {
+        "kind": "device_event",
+        "protocol": 20,
+        "device_id": "d7",
+        "product_key": "1234",
+        "biz_code": "online",
+        "data_id": None,
+        "timestamp_ms": 1700000000000,
+        "envelope_t_ms": 9,
+        "biz_data": {"devId": "d7", "time": 3},
+        "document": document,
+    }
+
+
+def test_generic_event_as_dict() -> None:
+    document = {"devId": "d9", "bizCode": 5, "t": "1700000000123", "dataId": ""}
+    event = build_event(document, 1001)
+    assert isinstance(event, GenericEvent)
+    assert event.as_dict() == {
+        "kind": "generic",
+        "protocol": 1001,
+        "device_id": "d9",
+        "product_key": None,
+        "biz_code": None,
+        "data_id": None,
+        "timestamp_ms": 1700000000123,
+        "envelope_t_ms": None,
+        "document": document,
+    }
+    # No time of its own: the envelope's.
+    assert build_event({"devId": "d9"}, None, 77).as_dict()["timestamp_ms"] == 77
+
+
+def test_property_message_is_a_status_report_and_other_kinds_are_not() -> None:
+    document = {
+        "bizCode": "devicePropertyMessage",
+        "devId": "d1",
+        "bizData": {"properties": [{"code": "c", "value": 2, "time": 1700000000000}]},
+    }
+    event = build_event(document, 20)
+    assert isinstance(event, StatusReport)
+    assert [item.as_dict() for item in event.statuses] == [
+        {"code": "c", "value": 2, "t": 1700000000000, "dp_id": None}
+    ]
+    # A status list outside protocol 4, or a device event without a bizCode: generic.
+    assert isinstance(build_event({"status": []}, 20), GenericEvent)
+    assert isinstance(build_event({"bizData": {}}, 20), GenericEvent)
+    assert isinstance(build_event({"bizCode": "x", "bizData": "no"}, 20), DeviceEvent)
+    assert build_event({"bizCode": "x", "bizData": "no"}, 20).as_dict()["biz_data"] == {}

@@ -95,17 +95,9 @@ def guarded_routes(settings: Settings, routes: Sequence[Route], metrics: Metrics
     dsn = ledger_dsn(settings)
     if dsn is None:
         return list(routes)
-    from tuya_events.pipeline.ledger import Ledger, LedgerGuard, LedgerSettingsView
+    from tuya_events.pipeline.ledger import Ledger, LedgerGuard
 
-    ledger = Ledger(
-        LedgerSettingsView(
-            dsn,
-            ledger_settings.table,
-            ledger_settings.lease,
-            ledger_settings.keep,
-        ),
-        metrics,
-    )
+    ledger = Ledger(dsn, ledger_settings, metrics)
     names = ledger_settings.handlers
     if names is None:
         types = dict(

@@ -24,12 +24,12 @@ import socket
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import asyncpg
 
+from tuya_events.config.settings import LedgerSettings
 from tuya_events.config.transport_security import postgres_needs_verified_tls
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, Handler, HandlerError
@@ -53,16 +53,6 @@ class Claim(Enum):
     HELD = "held"  # another instance works on it, its lease still running: wait
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerSettingsView:
-    """What the ledger needs from ``ledger:`` (kept apart from the settings model)."""
-
-    dsn: str
-    table: str
-    lease: float
-    keep: float
-
-
 def _schema(table: str) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS {table} (
@@ -81,8 +71,9 @@ def _schema(table: str) -> str:
 class Ledger:
     """The PostgreSQL ledger: batched claims and done marks, with leases."""
 
-    def __init__(self, view: LedgerSettingsView, metrics: Metrics | None = None) -> None:
-        self._view = view
+    def __init__(self, dsn: str, settings: LedgerSettings, metrics: Metrics | None = None) -> None:
+        self._dsn = dsn
+        self._settings = settings
         self._metrics = metrics
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: asyncpg.Pool | None = None
@@ -93,7 +84,7 @@ class Ledger:
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._cleaner: asyncio.Task[None] | None = None
-        t = view.table
+        t = settings.table
         self._claim_sql = f"""
             INSERT INTO {t} AS l (handler, event_id, state, owner, lease_until)
             SELECT h, e, 'claimed', $3, now() + $4 * interval '1 second'
@@ -125,21 +116,21 @@ class Ledger:
         self._users += 1
         if self._pool is not None:
             return
-        view = self._view
-        tls: ssl.SSLContext | None = (
-            verified_tls(view.dsn) if postgres_needs_verified_tls(view.dsn) else None
-        )
+        settings, dsn = self._settings, self._dsn
+        tls: ssl.SSLContext | None = verified_tls(dsn) if postgres_needs_verified_tls(dsn) else None
         try:
             self._pool = await asyncpg.create_pool(
-                view.dsn, min_size=0, max_size=2, timeout=10, command_timeout=30, ssl=tls
+                dsn, min_size=0, max_size=2, timeout=10, command_timeout=30, ssl=tls
             )
             async with self._pool.acquire() as connection:
-                await connection.execute(_schema(view.table))
+                await connection.execute(_schema(settings.table))
         except Exception as exc:
             self._pool = None
             raise self._unavailable(exc) from None
         self._cleaner = asyncio.get_running_loop().create_task(self._clean_periodically())
-        log.info("dedupe ledger ready", table=view.table, owner=self.owner, lease=view.lease)
+        log.info(
+            "dedupe ledger ready", table=settings.table, owner=self.owner, lease=settings.lease
+        )
 
     async def stop(self) -> None:
         self._users -= 1
@@ -212,7 +203,7 @@ class Ledger:
             ours = {
                 (row["handler"], row["event_id"])
                 for row in await connection.fetch(
-                    self._claim_sql, handlers, keys, self.owner, self._view.lease
+                    self._claim_sql, handlers, keys, self.owner, self._settings.lease
                 )
             }
             others = [item for item in unique if item not in ours]
@@ -244,11 +235,11 @@ class Ledger:
     async def _clean_periodically(self) -> None:
         """Done rows are kept past Tuya's retention (``keep``, 3 h by default), then dropped."""
         while True:
-            await asyncio.sleep(min(600.0, self._view.keep / 4))
+            await asyncio.sleep(min(600.0, self._settings.keep / 4))
             try:
                 pool = self._require_pool()
                 async with pool.acquire() as connection:
-                    await connection.execute(self._clean_sql, self._view.keep)
+                    await connection.execute(self._clean_sql, self._settings.keep)
             except Exception as exc:
                 log.warning("cannot clean the dedupe ledger", error=self._unavailable(exc).message)
 

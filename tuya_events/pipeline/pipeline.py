@@ -209,9 +209,7 @@ class Pipeline:
                 route.name,
                 route.handler,
                 None if route.matches is always else route.matches,
-                Outage(
-                    route.name, metrics, policy.settings.initial_backoff, policy.outage_probe_max
-                ),
+                Outage(route.name, metrics, policy.initial_backoff, policy.outage_probe_max),
             )
             for route in self._routes
         )
@@ -249,14 +247,14 @@ class Pipeline:
             self._idle.clear()
         try:
             event = self.codec.decode(delivery.body, delivery.properties)
-        except DecodeError as error:
-            self._spawn(
-                self._fail(_InFlight(delivery, None), self._decode_failure(delivery, error))
-            )
-            return
-        except Exception as error:  # the codec promises DecodeError only: a bug of ours
+        except Exception as error:  # anything but a DecodeError is a bug of ours in the codec
             message = _InFlight(delivery, None)
-            self._spawn(self._fail(message, self._internal_failure(message, error)))
+            failure = (
+                self._decode_failure(delivery, error)
+                if isinstance(error, DecodeError)
+                else self._internal_failure(message, error)
+            )
+            self._spawn(self._fail(message, failure))
             return
         self.metrics.decoded(event.kind)
         # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
