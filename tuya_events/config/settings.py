@@ -5,6 +5,7 @@ Handler sections are open: their own keys are validated by each handler type whe
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -100,6 +101,39 @@ class DeadLetterSettings(Section):
     store_plaintext: bool = False
 
 
+class StateSettings(Section):
+    """``state:``: where the daemon keeps what it learns (the device catalogue, and more)."""
+
+    # Default: the directory of the dead-letter store, so one volume holds both.
+    directory: str | None = None
+
+
+class CatalogueSettings(Section):
+    """``catalogue:``: the local copy of the project's devices and their specifications."""
+
+    path: str | None = None  # default: catalogue.sqlite3 in the state directory
+    # How old a device's details and specification may grow before they are fetched again.
+    refresh_interval: Duration = Field(default=24 * 3600.0, gt=0)
+    # Ids per batch call (Tuya documents 20 for the batch details and status calls).
+    batch_size: int = Field(default=20, ge=1, le=100)
+    # Which API family answers: iot-03 first, /v1.0/devices on 1106 (auto), or only one.
+    api_family: Literal["auto", "iot-03", "devices"] = "auto"
+    # On a spent quota or an expired/unsubscribed service, no catalogue call for this long.
+    quota_pause: Duration = Field(default=6 * 3600.0, gt=0)
+    # A device the OpenAPI refused or did not know is asked about again after this long.
+    retry_failed: Duration = Field(default=3600.0, gt=0)
+    # List the project's devices in the background when the daemon starts on an empty catalogue.
+    sync_on_start: bool = True
+
+
+class EnrichmentSettings(Section):
+    """``enrichment:``: names, units and scaled values on every event, from the catalogue."""
+
+    enabled: bool = True
+    # How long the messages of a device seen for the first time wait for its lookup.
+    max_wait: Duration = Field(default=2.0, ge=0, le=60)
+
+
 class HttpSettings(Section):
     enabled: bool = True
     listen: ListenAddress = ("127.0.0.1", 9464)
@@ -191,6 +225,17 @@ class LedgerSettings(Section):
     keep: Duration = Field(default=3 * 3600.0, gt=0)
 
 
+def state_directory(settings: Settings) -> Path:
+    """``state.directory``, else the dead-letter store's directory."""
+    if settings.state.directory:
+        return Path(settings.state.directory)
+    return Path(settings.dead_letter.path).parent
+
+
+def catalogue_path(settings: Settings) -> Path:
+    return Path(settings.catalogue.path or state_directory(settings) / "catalogue.sqlite3")
+
+
 def ledger_dsn(settings: Settings) -> str | None:
     """The ledger's DSN: its own, or that of the database handler it names; None: no ledger."""
     ledger = settings.ledger
@@ -217,6 +262,9 @@ class Settings(Section):
     # client per cloud project, so one place to set them.
     openapi: OpenApiOptions = OpenApiOptions()
     ledger: LedgerSettings = LedgerSettings()
+    state: StateSettings = StateSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
+    enrichment: EnrichmentSettings = EnrichmentSettings()
     handlers: list[HandlerSettings] = Field(default_factory=_default_handlers)
 
     def handler_names(self) -> list[str]:

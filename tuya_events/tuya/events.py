@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from tuya_events.tuya.devices import DataPoint, DeviceView
 from tuya_events.tuya.errors import BAD_EVENT, DecodeError
 
 STATUS_PROTOCOL = 4
@@ -54,15 +55,40 @@ def _text(value: Any) -> str | None:
 
 @dataclass(slots=True)
 class StatusItem:
-    """One data point of a status report; ``value`` exactly as Tuya sent it."""
+    """One data point of a status report; ``value`` exactly as Tuya sent it.
+
+    ``point`` is its specification once the event is enriched (None: not known); ``name``,
+    ``unit`` and ``scaled`` are read from it on demand, so enriching costs one assignment.
+    """
 
     code: str | None
     value: Any
     t_ms: int | None = None
     dp_id: str | None = None
+    point: DataPoint | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "value": self.value, "t": self.t_ms, "dp_id": self.dp_id}
+    @property
+    def name(self) -> str | None:
+        return self.point.name if self.point is not None else None
+
+    @property
+    def unit(self) -> str | None:
+        return self.point.unit if self.point is not None else None
+
+    @property
+    def scaled(self) -> Any:
+        """The value in the unit (``value / 10**scale`` for Integers); None when not known."""
+        return self.point.scaled(self.value) if self.point is not None else None
+
+    def as_dict(self, enriched: bool = False) -> dict[str, Any]:
+        out = {"code": self.code, "value": self.value, "t": self.t_ms, "dp_id": self.dp_id}
+        if enriched:
+            point = self.point
+            if point is None:
+                out.update(name=None, unit=None, scaled=None)
+            else:
+                out.update(name=point.name, unit=point.unit, scaled=point.scaled(self.value))
+        return out
 
 
 @dataclass(slots=True)
@@ -79,9 +105,11 @@ class Event:
     data_id: str | None = None
     timestamp_ms: int | None = None
     envelope_t_ms: int | None = None
+    # Set by enrichment (None: enrichment is off): the catalogue's device, or UNKNOWN_DEVICE.
+    device: DeviceView | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "protocol": self.protocol,
             "device_id": self.device_id,
@@ -93,6 +121,9 @@ class Event:
             **self._details(),
             "document": self.document,
         }
+        if self.device is not None:
+            out["device"] = self.device.event_view()
+        return out
 
     def _details(self) -> dict[str, Any]:
         return {}
@@ -113,7 +144,8 @@ class StatusReport(Event):
     statuses: tuple[StatusItem, ...] = ()
 
     def _details(self) -> dict[str, Any]:
-        return {"statuses": [item.as_dict() for item in self.statuses]}
+        enriched = self.device is not None
+        return {"statuses": [item.as_dict(enriched) for item in self.statuses]}
 
 
 @dataclass(slots=True)
@@ -179,20 +211,20 @@ def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None =
         items, latest = _status_items(status)
         return StatusReport(
             protocol, document, device_id, product_key, biz_code, data_id,
-            latest or envelope_t_ms, envelope_t_ms, items,
+            latest or envelope_t_ms, envelope_t_ms, None, items,
         )  # fmt: skip
     if biz_code == PROPERTY_MESSAGE and biz_data is not None:
         properties = biz_data.get("properties")
         items, latest = _status_items(properties if isinstance(properties, list) else [])
         return StatusReport(
             protocol, document, device_id, product_key, biz_code, data_id,
-            latest or envelope_t_ms, envelope_t_ms, items,
+            latest or envelope_t_ms, envelope_t_ms, None, items,
         )  # fmt: skip
     event_time = timestamp_ms(document.get("ts", document.get("t"))) or envelope_t_ms
     if protocol == DEVICE_EVENT_PROTOCOL and biz_code is not None:
         return DeviceEvent(
             protocol, document, device_id, product_key, biz_code, data_id,
-            event_time, envelope_t_ms, biz_data or {},
+            event_time, envelope_t_ms, None, biz_data or {},
         )  # fmt: skip
     return GenericEvent(
         protocol, document, device_id, product_key, biz_code, data_id, event_time, envelope_t_ms
