@@ -14,10 +14,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from tuya_events.catalogue.catalogue import Catalogue
+from tuya_events.catalogue.directory import Directory
+from tuya_events.catalogue.store import CatalogueStore, CatalogueStoreError
 from tuya_events.config.errors import ConfigError
-from tuya_events.config.settings import Settings, ledger_dsn
+from tuya_events.config.settings import Settings, catalogue_path, ledger_dsn
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import Handler, HandlerError
+from tuya_events.handlers.base import Handler, HandlerContext, HandlerError
+from tuya_events.handlers.shared_client import project_client
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.redact import REDACTOR
@@ -150,3 +154,64 @@ async def started_handlers(routes: Sequence[Route]) -> AsyncIterator[list[Handle
                     handler=handler.name,
                     error=REDACTOR(f"{type(exc).__name__}: {exc}"),
                 )
+
+
+@contextlib.asynccontextmanager
+async def opened_catalogue(
+    settings: Settings, context: HandlerContext | None, *, background: bool = True
+) -> AsyncIterator[Catalogue]:
+    """The device catalogue from its file; with a ``context``, able to ask the OpenAPI through
+    the project's shared client (and, with ``background``, refreshing itself as it runs).
+    Without one (``devices list``, ``decrypt``) it only reads what is stored: no call."""
+    path = catalogue_path(settings)
+    catalogue = Catalogue(
+        CatalogueStore(path),
+        None,
+        settings.catalogue,
+        context.metrics if context is not None else None,
+        max_wait=settings.enrichment.max_wait,
+    )
+    entry = project_client(context) if context is not None else None
+    client = None
+    try:
+        if entry is not None and context is not None:
+            client = await entry.acquire(settings, context.metrics)
+            catalogue.directory = Directory(
+                client,
+                batch_size=settings.catalogue.batch_size,
+                family=settings.catalogue.api_family,
+                on_call=catalogue.count_call,
+            )
+        try:
+            await catalogue.open()
+        except CatalogueStoreError as exc:
+            key = "catalogue.path" if settings.catalogue.path else "state.directory"
+            raise ConfigError([(key, str(exc))]) from None
+        if background and entry is not None:
+            catalogue.start(sync_first=settings.catalogue.sync_on_start)
+        try:
+            yield catalogue
+        finally:
+            await catalogue.close()
+    finally:
+        if entry is not None and client is not None:
+            await entry.release()
+
+
+@contextlib.asynccontextmanager
+async def enrichment(
+    settings: Settings, context: HandlerContext, pipeline: Pipeline
+) -> AsyncIterator[Catalogue | None]:
+    """The running catalogue feeding ``pipeline``'s enrichment, as ``enrichment:`` says;
+    None when it is off (events then carry no ``device``, exactly as before it existed)."""
+    if not settings.enrichment.enabled:
+        yield None
+        return
+    from tuya_events.catalogue.enrich import Enricher
+
+    async with opened_catalogue(settings, context) as catalogue:
+        pipeline.set_enrichment(Enricher(catalogue, context.metrics))
+        try:
+            yield catalogue
+        finally:
+            pipeline.set_enrichment(None)

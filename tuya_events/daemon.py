@@ -16,11 +16,13 @@ import os
 import signal
 from collections.abc import Sequence
 
-from tuya_events.assembly import build_pipeline, started_handlers
+from tuya_events.assembly import build_pipeline, enrichment, started_handlers
+from tuya_events.catalogue.catalogue import Catalogue
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.delivery import Delivery
+from tuya_events.handlers.base import HandlerContext
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
@@ -68,12 +70,16 @@ class Daemon:
         dead_letters: DeadLetterSink,
         metrics: Metrics | None = None,
         http: bool | None = None,
+        context: HandlerContext | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.routes = list(routes)
         self.dead_letters = dead_letters
         self.metrics = metrics or Metrics()
+        # What the handlers were built with (their shared OpenAPI client is the catalogue's).
+        self.context = context or HandlerContext(settings, self.metrics)
+        self.catalogue: Catalogue | None = None
         self.pipeline = build_pipeline(
             settings, self.routes, dead_letters, self._acknowledge, self.metrics
         )
@@ -127,7 +133,11 @@ class Daemon:
         if self.http is not None:
             await self._listen(self.http)
         try:
-            async with started_handlers(self.routes):
+            async with (
+                enrichment(self.settings, self.context, self.pipeline) as catalogue,
+                started_handlers(self.routes),
+            ):
+                self.catalogue = catalogue
                 await self.source.start()
                 self.health.started = True
                 monitor = loop.create_task(self._watch_connection())

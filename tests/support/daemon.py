@@ -62,6 +62,7 @@ class DaemonProcess:
             "logging": {"format": "json"},
             "retry": {"initial_backoff": "20ms", "max_backoff": "200ms", "max_attempts": 3},
             "consumer": {"shutdown_timeout": "20s", **(consumer or {})},
+            "enrichment": {"enabled": False},  # sections may turn it on, with a fake OpenAPI
             "handlers": [
                 {"type": RECORDER, "name": "recorder", "path": str(records), **(recorder or {})},
                 *(handlers or []),

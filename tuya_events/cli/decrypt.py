@@ -12,6 +12,7 @@ import orjson
 
 from tuya_events.cli.exits import DATA_ERROR, USAGE, CliError
 from tuya_events.config import load_settings
+from tuya_events.config.settings import Settings, catalogue_path
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.tuya.codec import (
     EM_ECB,
@@ -21,8 +22,9 @@ from tuya_events.tuya.codec import (
     encryption_mode,
     parse_protocol,
 )
+from tuya_events.tuya.devices import UNKNOWN_DEVICE
 from tuya_events.tuya.errors import BAD_ENVELOPE, BAD_JSON, UNKNOWN_EM, DecodeError
-from tuya_events.tuya.events import build_event
+from tuya_events.tuya.events import Event, build_event
 
 SECRET_ENV = "TUYA_ACCESS_SECRET"
 SECRET_LENGTH = 24  # the AES-128 key is the secret's characters 8..24
@@ -123,6 +125,27 @@ def _unwrap(text: str, em_option: str | None) -> tuple[str, str, dict[str, Any] 
     return document["data"], em_option or EM_ECB, document
 
 
+def _enrich_from_catalogue(settings: Settings, event: Event) -> None:
+    """With ``-c``, the event as the daemon would route it: enriched from the local device
+    catalogue when that knows the device (no OpenAPI call; an absent catalogue leaves it be)."""
+    from tuya_events.catalogue.enrich import apply
+    from tuya_events.catalogue.store import CatalogueStore, CatalogueStoreError
+
+    path = catalogue_path(settings)
+    if not settings.enrichment.enabled or not path.exists() or event.device_id is None:
+        return
+    try:
+        with CatalogueStore(path) as store:
+            device = {d.id: d for d in store.load()}.get(event.device_id)
+    except CatalogueStoreError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return
+    if device is None:
+        event.device = UNKNOWN_DEVICE
+    else:
+        apply(event, device)
+
+
 def run(args: argparse.Namespace) -> int:
     codec = _codec(args)
     try:
@@ -141,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if args.event:
         protocol = parse_protocol(envelope.get("protocol")) if envelope else None
         event = build_event(document, protocol)
+        if args.config:
+            _enrich_from_catalogue(load_settings(args.config), event)
         sys.stdout.buffer.write(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.write(plain.decode("utf-8") + "\n")

@@ -52,9 +52,8 @@ def run_daemon(settings: Settings, source: Source, stop_after: float | None = No
 
     REDACTOR.add(secret_values(settings))
     metrics = Metrics()
-    routes = guarded_routes(
-        settings, build_routes(settings, HandlerContext(settings, metrics)), metrics
-    )
+    context = HandlerContext(settings, metrics)
+    routes = guarded_routes(settings, build_routes(settings, context), metrics)
     store = DeadLetterStore(settings.dead_letter.path, settings.dead_letter.store_plaintext)
     try:
         store.open()
@@ -62,7 +61,7 @@ def run_daemon(settings: Settings, source: Source, stop_after: float | None = No
         raise ConfigError([("dead_letter.path", str(exc))]) from None
     with store:
         metrics.dead_letter_records.set(store.count())
-        daemon = Daemon(settings, source, routes, store, metrics)
+        daemon = Daemon(settings, source, routes, store, metrics, context=context)
         return exit_code(asyncio.run(daemon.run(stop_after)))
 
 

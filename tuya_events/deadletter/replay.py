@@ -8,11 +8,9 @@ decode stage replays every handler the event is routed to.
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 from dataclasses import dataclass
 
-from tuya_events.assembly import build_pipeline, guarded_routes, started_handlers
+from tuya_events.assembly import build_pipeline, enrichment, guarded_routes, started_handlers
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings
 from tuya_events.deadletter.filters import RecordFilter
@@ -20,11 +18,10 @@ from tuya_events.deadletter.store import DeadLetterStore
 from tuya_events.delivery import Delivery
 from tuya_events.handlers import HandlerContext
 from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.progress import ProgressBar
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.pipeline.pipeline import HANDLER_STAGE
 from tuya_events.pipeline.routes import build_routes
-
-PROGRESS_INTERVAL = 0.2
 
 
 @dataclass
@@ -39,24 +36,6 @@ class ReplayResult:
         return 1 if self.failed_again or self.skipped else 0
 
 
-class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self._shown = 0.0
-
-    def show(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self._shown < PROGRESS_INTERVAL):
-            return
-        self._shown = now
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        end = "\n" if final else ""
-        print(f"\rreplay [{bar}] {done}/{self.total}", end=end, file=sys.stderr, flush=True)
-
-
 def replay_records(
     settings: Settings, store: DeadLetterStore, filters: RecordFilter | None, progress: bool
 ) -> ReplayResult:
@@ -68,11 +47,10 @@ async def _replay(
     settings: Settings, store: DeadLetterStore, filters: RecordFilter | None, progress: bool
 ) -> ReplayResult:
     result = ReplayResult(selected=store.count(filters))
-    meter = _Progress(result.selected, progress)
+    meter = ProgressBar("replay", result.selected, progress)
     metrics = Metrics()
-    routes = guarded_routes(
-        settings, build_routes(settings, HandlerContext(settings, metrics)), metrics
-    )
+    context = HandlerContext(settings, metrics)
+    routes = guarded_routes(settings, build_routes(settings, context), metrics)
     configured = {route.name for route in routes}
     record_of: dict[int, int] = {}  # id(delivery) -> record id
 
@@ -86,7 +64,7 @@ async def _replay(
         meter.show(result.replayed + result.failed_again + result.skipped)
 
     pipeline = build_pipeline(settings, routes, store, acknowledge, metrics)
-    async with started_handlers(routes):
+    async with enrichment(settings, context, pipeline), started_handlers(routes):
         for record in store.iter(filters):
             only = record.handler if record.stage == HANDLER_STAGE else None
             if only is not None and only not in configured:

@@ -70,6 +70,7 @@ from tuya_events.config.settings import Settings
 from tuya_events.config.types import Duration
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import BaseHandler, HandlerContext, HandlerError
+from tuya_events.handlers.shared_client import TOP_LEVEL, SharedClient, project_client
 from tuya_events.handlers.templating import (
     Renderer,
     Scope,
@@ -82,10 +83,8 @@ from tuya_events.matching import MatchRule, Predicate, compile_match
 from tuya_events.observability.logging import get_logger
 from tuya_events.openapi.client import (
     COMMAND_PATHS,
-    Credentials,
     OpenApiClient,
     OpenApiOptions,
-    ssl_option,
 )
 from tuya_events.openapi.errors import OpenApiError
 from tuya_events.tuya.events import Event
@@ -358,27 +357,10 @@ class _CompiledRule:
 # -- one client per cloud project and daemon --------------------------------------------------
 
 
-TOP_LEVEL = "the top-level openapi: section"
-
-
-@dataclass
-class _SharedClient:
-    options: OpenApiOptions
-    # Where ``options`` were given (TOP_LEVEL, or "handler 'NAME''s openapi:"); None: the
-    # defaults, which the first handler block may still set.
-    source: str | None
-    client: OpenApiClient | None = None
-    users: int = 0
-
-
-def _share(context: HandlerContext, name: str, options: ActionOptions) -> _SharedClient:
+def _share(context: HandlerContext, name: str, options: ActionOptions) -> SharedClient:
     """The project's client entry, one per cloud project among the handlers built with this
     context; a handler's own ``openapi:`` must agree with what is set."""
-    settings = context.settings
-    credentials = Credentials.from_settings(settings)
-    key = ("openapi", credentials.base_url.rstrip("/"), credentials.access_id)
-    source = TOP_LEVEL if settings.openapi_given else None
-    entry = context.shared.get_or_create(key, lambda: _SharedClient(settings.openapi, source))
+    entry = project_client(context)
     given = options.openapi
     if given is None:
         return entry
@@ -458,22 +440,13 @@ class ActionHandler(BaseHandler):
         shared = self._shared
         if shared is None or self._started:
             return
-        if shared.client is None:
-            settings = self._context.settings
-            shared.client = OpenApiClient(
-                Credentials.from_settings(settings),
-                shared.options,
-                metrics=self._context.metrics,
-                ssl_context=ssl_option(settings),
-            )
-        shared.users += 1
         self._started = True
-        await shared.client.start()
+        client = await shared.acquire(self._context.settings, self._context.metrics)
         log.info(
             "action handler ready",
             handler=self.name,
             rules=[rule.name for rule in self.rules],
-            openapi=shared.client.base_url,
+            openapi=client.base_url,
             dry_run=[rule.name for rule in self.rules if rule.dry_run] or None,
         )
 
@@ -482,9 +455,7 @@ class ActionHandler(BaseHandler):
         if shared is None or not self._started:
             return
         self._started = False
-        shared.users -= 1
-        if shared.users == 0 and shared.client is not None:
-            await shared.client.close()
+        await shared.release()
 
     # -- per event --------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class MessageCounts(Collector):
         self.outcomes: dict[tuple[str, str], int] = {}
         self.durations: dict[str, Buckets] = {}
         self.age = Buckets(age_buckets)
+        # Enrichment outcomes (tuya_events/catalogue/enrich.py), seeded so rate() sees the first.
+        self.enrichment: dict[str, int] = {}
 
     def handler_buckets_for(self, handler: str) -> Buckets:
         buckets = self.durations.get(handler)
@@ -102,3 +104,13 @@ class MessageCounts(Collector):
         )
         age.add_metric([], self.age.cumulative(), self.age.sum)
         yield age
+        enrichment = CounterMetricFamily(
+            f"{p}_enrichment",
+            "Events by enrichment outcome: hit (device known), waited (known after waiting for "
+            "its lookup), timed_out (went on unenriched after enrichment.max_wait), unknown "
+            "(went on unenriched at once: lookup failed, paused or not due), no_device.",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self.enrichment.items()):
+            enrichment.add_metric([outcome], count)
+        yield enrichment

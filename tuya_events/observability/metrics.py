@@ -194,6 +194,55 @@ class Metrics:
         for outcome in ("success", "failure"):  # so increase() sees the first failure
             self.openapi_token_refreshes.labels(outcome)
         self._http_listener_metrics(r)
+        self._catalogue_metrics(r)
+
+    def _catalogue_metrics(self, r: CollectorRegistry) -> None:
+        """The device catalogue (tuya_events/catalogue/): what it knows, what it asks."""
+        self.catalogue_devices = Gauge(
+            f"{PREFIX}_catalogue_devices", "Devices in the local catalogue.", registry=r
+        )
+        self.catalogue_calls = Counter(
+            f"{PREFIX}_catalogue_calls",
+            "OpenAPI calls the catalogue made, by call (list, details, specification, status) "
+            "and outcome (success, or the Tuya code / network_error / timeout).",
+            ["call", "outcome"],
+            registry=r,
+        )
+        for call in ("list", "details", "specification", "status"):
+            self.catalogue_calls.labels(call, "success")
+        self.catalogue_refreshes = Counter(
+            f"{PREFIX}_catalogue_device_refreshes",
+            "Devices fetched, by trigger: first_seen, event (a rename, a binding), periodic, "
+            "sync (tuya-events devices sync or the start-up sync).",
+            ["trigger"],
+            registry=r,
+        )
+        self.catalogue_lookup_failures = Counter(
+            f"{PREFIX}_catalogue_lookup_failures",
+            "Devices the catalogue could not fetch, by reason (not_found, the Tuya code, "
+            "network_error, timeout, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.catalogue_paused = Gauge(
+            f"{PREFIX}_catalogue_paused",
+            "1 while the catalogue makes no OpenAPI call because Tuya answered a quota or "
+            "subscription error (catalogue.quota_pause).",
+            registry=r,
+        )
+        self.catalogue_pauses = Counter(
+            f"{PREFIX}_catalogue_pauses",
+            "Times the catalogue stopped calling the OpenAPI, by Tuya code (28841004 quota, "
+            "28841002 expired, 28841105 not subscribed, ...).",
+            ["code"],
+            registry=r,
+        )
+        self.enrichment_wait = Histogram(
+            f"{PREFIX}_enrichment_wait_seconds",
+            "How long messages of a device seen for the first time waited for its lookup.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
 
     def _http_listener_metrics(self, r: CollectorRegistry) -> None:
         """The /metrics listener itself (observability/http.py): its connection bounds at work."""

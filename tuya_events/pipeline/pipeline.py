@@ -192,6 +192,7 @@ class Pipeline:
         max_in_flight: int = 1000,
         dedupe_capacity: int = 100_000,
         keep_plaintext: bool = False,
+        enrich: Callable[[Event], Awaitable[None] | None] | None = None,
     ) -> None:
         self.codec = codec
         self._routes = tuple(routes)
@@ -201,6 +202,7 @@ class Pipeline:
         self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.keep_plaintext = keep_plaintext
+        self._enrich = enrich
         self.recent = RecentlyHandled(dedupe_capacity)
         self._all_names = frozenset(route.name for route in self._routes)
         # Per message: no property call for the name, no call at all for a route without rules.
@@ -225,6 +227,12 @@ class Pipeline:
         metrics.bind_gauges(lambda: self.in_flight, lambda: self.last_message_at)
         for route in self._routes:
             metrics.declare_handler(route.name)
+
+    def set_enrichment(self, enrich: Callable[[Event], Awaitable[None] | None] | None) -> None:
+        """Enrichment (tuya_events.catalogue.enrich), before the first message: it returns
+        None, or an awaitable for a device whose lookup its messages wait for, in the device's
+        queue like a handler that waits."""
+        self._enrich = enrich
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -367,12 +375,36 @@ class Pipeline:
         once it is settled, else what finishes it (in the device's task)."""
         try:
             if first == 0:
+                enrich = self._enrich
+                if enrich is not None:
+                    assert message.event is not None
+                    waiting = enrich(message.event)
+                    if waiting is not None:
+                        return self._enriched_later(message, waiting)
                 done = message.done = self.recent.succeeded(message.dedupe_key)
                 if done:
                     self.metrics.messages_seen_again.inc()
             return self._run(message, first)
         except Exception as error:
             return self._internal_error(message, error)
+
+    async def _enriched_later(self, message: _InFlight, waiting: Awaitable[None]) -> None:
+        """The first messages of a device the catalogue is looking up: route them once it has
+        answered or ``max_wait`` ran out. Enrichment never fails a message: should the wait
+        raise, the message goes on as it is."""
+        try:
+            await waiting
+        except Exception as error:
+            log.error("enrichment failed; the message goes on without it", exc_info=error)
+        try:
+            done = message.done = self.recent.succeeded(message.dedupe_key)
+            if done:
+                self.metrics.messages_seen_again.inc()
+            rest = self._run(message, 0)
+        except Exception as error:
+            rest = self._internal_error(message, error)
+        if rest is not None:
+            await rest
 
     async def _drain(self, key: str, pending: Awaitable[None]) -> None:
         """Finish a device's message that had to wait, then the ones queued behind it.

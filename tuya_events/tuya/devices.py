@@ -270,6 +270,13 @@ class Device:
             self.specification_fetched_at_ms,
         )  # fmt: skip
 
+    def with_name(self, name: str) -> Device:
+        """After a rename event that carries the new name."""
+        return make_device(
+            {**self.details(), "name": name}, list(self.points.values()), self.fetched_at_ms,
+            self.specification_fetched_at_ms,
+        )  # fmt: skip
+
     def with_online(self, online: bool) -> Device:
         if self.online is online:
             return self
@@ -310,18 +317,24 @@ def make_device(
     device_id = _text(details.get("id"))
     if device_id is None:
         raise ValueError("device details without an id")
-    texts = {key: _text(details.get(key)) for key in _TEXT_FIELDS}
-    times = {key: _time(details.get(key)) for key in _TIME_FIELDS}
     online = details.get("online")
     sub = details.get("sub")
     by_code = {point.code: point for point in points}
     by_dp_id = {point.dp_id: point for point in points if point.dp_id is not None}
     return Device(
         device_id,
-        **texts,
+        name=_text(details.get("name")),
+        product_id=_text(details.get("product_id")),
+        product_name=_text(details.get("product_name")),
+        category=_text(details.get("category")),
+        model=_text(details.get("model")),
+        time_zone=_text(details.get("time_zone")),
+        icon=_text(details.get("icon")),
         online=online if isinstance(online, bool) else None,
         sub=sub if isinstance(sub, bool) else None,
-        **times,
+        active_time=_time(details.get("active_time")),
+        create_time=_time(details.get("create_time")),
+        update_time=_time(details.get("update_time")),
         points=by_code,
         points_by_dp_id=by_dp_id,
         fetched_at_ms=fetched_at_ms,
