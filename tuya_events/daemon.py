@@ -133,23 +133,23 @@ class Daemon:
         if self.http is not None:
             await self._listen(self.http)
         try:
-            async with (
-                enrichment(self.settings, self.context, self.pipeline) as catalogue,
-                started_handlers(self.routes),
-            ):
-                self.catalogue = catalogue
+            async with started_handlers(self.routes):
                 await self.source.start()
-                self.health.started = True
-                monitor = loop.create_task(self._watch_connection())
-                names = [route.name for route in self.routes]
-                log.info("consuming", handlers=names)
-                self.systemd.ready(f"consuming; handlers: {', '.join(names)}")
-                _tune_gc()
-                try:
-                    await self._receive_until_stopped()
-                finally:
-                    monitor.cancel()
-                return await self._drain()
+                # After the source: the catalogue's first calls may go to a service the source
+                # brings up (the demo's cloud); before the first message is received.
+                async with enrichment(self.settings, self.context, self.pipeline) as catalogue:
+                    self.catalogue = catalogue
+                    self.health.started = True
+                    monitor = loop.create_task(self._watch_connection())
+                    names = [route.name for route in self.routes]
+                    log.info("consuming", handlers=names, enrichment=catalogue is not None)
+                    self.systemd.ready(f"consuming; handlers: {', '.join(names)}")
+                    _tune_gc()
+                    try:
+                        await self._receive_until_stopped()
+                    finally:
+                        monitor.cancel()
+                    return await self._drain()
         finally:
             await self.source.close()
             if self.http is not None:

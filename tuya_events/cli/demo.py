@@ -46,14 +46,19 @@ def add_parser(
     parser.set_defaults(handler=run)
 
 
-def demo_settings(state_dir: Path, http: str) -> Settings:
+def demo_settings(
+    state_dir: Path, http: str, access_secret: str | None = None, openapi_url: str | None = None
+) -> Settings:
+    """The demo's configuration; with ``openapi_url`` (its fake cloud), devices are enriched."""
     tree = {
         "tuya": {
             "access_id": DEMO_ACCESS_ID,
-            "access_secret": secrets.token_hex(16),
+            "access_secret": access_secret or secrets.token_hex(16),
             "pulsar_url": "memory://simulated",
             "sign_check": "enforce",
+            **({"openapi_url": openapi_url} if openapi_url else {}),
         },
+        "enrichment": {"enabled": openapi_url is not None},
         "http": {"listen": http},
         "dead_letter": {"path": str(state_dir / "dead-letters.sqlite3")},
         "retry": {"initial_backoff": "100ms", "max_backoff": "2s"},
@@ -72,18 +77,27 @@ def run(args: argparse.Namespace) -> int:
     from tuya_events.transport.simulator import SimulatedSource
     from tuya_events.tuya.codec import TuyaEncoder
 
+    from tuya_events.cli.demo_cloud import DemoCloud
+
     parse_listen_address(args.http)
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="tuya-events-demo-"))
-    settings = demo_settings(state_dir, args.http)
-    configure_logging(settings.logging.level, settings.logging.format)
-    encoder = TuyaEncoder(settings.tuya.access_id, settings.tuya.access_secret.get_secret_value())
+    secret = secrets.token_hex(16)
+    encoder = TuyaEncoder(DEMO_ACCESS_ID, secret)
     source = SimulatedSource(encoder, args.rate, devices=args.devices, seed=args.seed)
+    # The virtual devices' cloud: names, categories, specifications, as Tuya's OpenAPI gives them.
+    cloud = DemoCloud(source.simulator, DEMO_ACCESS_ID, secret)
+    openapi_url = cloud.bind()
+    source.services.append(cloud)
+    settings = demo_settings(state_dir, args.http, secret, openapi_url)
+    configure_logging(settings.logging.level, settings.logging.format)
     host, port = settings.http.listen
     log.info(
         "demo: simulated Tuya message service",
         devices=len(source.simulator.devices),
         rate=args.rate,
         metrics=f"http://{host}:{port}/metrics",
+        openapi=openapi_url,
+        catalogue=str(state_dir / "catalogue.sqlite3"),
         dead_letters=settings.dead_letter.path,
         database=str(state_dir / "events.sqlite3"),
         stop="Ctrl-C" if args.duration is None else f"after {args.duration:g}s",
