@@ -72,12 +72,11 @@ def demo_settings(
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuya_events.cli.demo_cloud import DemoCloud
     from tuya_events.cli.run import run_daemon
     from tuya_events.daemon import ListenerUnavailable
     from tuya_events.transport.simulator import SimulatedSource
     from tuya_events.tuya.codec import TuyaEncoder
-
-    from tuya_events.cli.demo_cloud import DemoCloud
 
     parse_listen_address(args.http)
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="tuya-events-demo-"))
