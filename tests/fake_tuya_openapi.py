@@ -19,6 +19,18 @@ the shared protocol notes (section 4), never calling the daemon's signer:
 It records every request with the answer it gave, keeps the state that commands set per device
 (``GET .../status`` reads it back), and can be scripted to answer a code (1106, 1111, 28841105,
 ...) or an HTTP status for the next requests to a path.
+
+It also knows devices (the catalogue's calls): ``add_device`` puts a record in ``devices`` as
+Tuya returns it (``local_key`` and ``ip`` included, so a test can prove they are dropped) and a
+specification in ``specifications``. Served for both families (``iot-03``, ``devices``): batch
+details (``GET /v1.0/iot-03/devices?device_ids=`` answering ``{"list": ...}``, ``GET
+/v1.0/devices?device_ids=`` answering ``{"devices": ...}``), batch status, the specification
+(``.../specification`` on iot-03, ``.../specifications`` on devices); ids it does not know are
+left out, more than ``batch_limit`` ids get 1100 (Tuya documents the limit of 20, not the code it
+answers past it). The listings ``GET /v1.0/iot-01/associated-users/devices`` (``size``,
+``last_row_key``, ``has_more``) and ``GET /v2.0/cloud/thing/device`` (``page_size`` <= 20,
+``last_id``, a bare list in camelCase) page through ``devices``. A family in
+``denied_families`` answers 1106 to every device call of that family.
 """
 
 from __future__ import annotations
@@ -44,6 +56,11 @@ from tests.support.servers import ThreadedAiohttpServer
 TOKEN_PATH = "/v1.0/token"
 PUSH_PATH = "/v1.0/iot-03/messages/app-notifications/actions/push"
 DEVICE_PREFIXES = ("/v1.0/iot-03/devices/", "/v1.0/devices/")
+FAMILY_ROOTS = {"/v1.0/iot-03/devices": "iot-03", "/v1.0/devices": "devices"}
+SPECIFICATION_ACTIONS = {"iot-03": "specification", "devices": "specifications"}
+ASSOCIATED_USERS_PATH = "/v1.0/iot-01/associated-users/devices"
+PROJECT_THINGS_PATH = "/v2.0/cloud/thing/device"
+THING_PAGE_LIMIT = 20
 
 MESSAGES = {
     1004: "sign invalid",
@@ -56,6 +73,8 @@ MESSAGES = {
     1108: "uri path invalid",
     1110: "concurrent request over limit",
     1111: "system busy",
+    28841002: "No permissions. Your subscription to cloud development plan has expired.",
+    28841004: "No permissions. The API call quota of this cloud project is used up.",
     28841105: "No permissions. This API is not subscribed.",
 }
 
@@ -87,6 +106,14 @@ def expected_sign(
 def expected_legacy_sign(secret: str, client_id: str, access_token: str, t: str) -> str:
     text = client_id + access_token + t
     return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest().upper()
+
+
+def data_point(code: str, type: str, dp_id: int | None = None, **values: Any) -> dict[str, Any]:
+    """One specification entry as Tuya sends it: ``values`` is JSON *in a string*."""
+    entry: dict[str, Any] = {"code": code, "type": type, "values": json.dumps(values)}
+    if dp_id is not None:
+        entry["dp_id"] = dp_id
+    return entry
 
 
 @dataclass
@@ -146,6 +173,11 @@ class FakeTuyaOpenApi(ThreadedAiohttpServer):
     received: list[Received] = field(default_factory=list)
     scripted: list[Scripted] = field(default_factory=list)
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> details record
+    specifications: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> answer
+    denied_families: set[str] = field(default_factory=set)  # "iot-03" / "devices": 1106
+    batch_limit: int = 20
+    batch_limit_code: int = 1100
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -163,6 +195,58 @@ class FakeTuyaOpenApi(ThreadedAiohttpServer):
         """Answer ``code`` (or ``http_status`` when code is None) to the next matching calls."""
         with self._lock:
             self.scripted.append(Scripted(code, times, **details))
+
+    def add_device(
+        self,
+        device_id: str,
+        *,
+        name: str | None = None,
+        product_id: str = "fakeproduct0001",
+        product_name: str = "Fake product",
+        category: str = "cz",
+        online: bool = True,
+        status: dict[str, Any] | None = None,
+        status_spec: list[dict[str, Any]] | None = None,
+        functions: list[dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A device of the project: its details record (with a ``local_key``), its current
+        ``status`` (code -> value, what status calls read), and its specification. A spec entry
+        whose ``values`` is a dict is sent as a JSON string, as Tuya does."""
+        now = int(time.time())
+        record: dict[str, Any] = {
+            "id": device_id,
+            "name": name if name is not None else f"Device {device_id}",
+            "product_id": product_id,
+            "product_name": product_name,
+            "category": category,
+            "model": "FK-1",
+            "online": online,
+            "sub": False,
+            "time_zone": "+01:00",
+            "icon": "smart/icon/fake.png",
+            "active_time": now - 86400,
+            "create_time": now - 86400 * 30,
+            "update_time": now,
+            "local_key": secrets.token_hex(8),
+            "ip": "203.0.113.7",
+            "uid": "fakeuid0001",
+            "owner_id": "fakehome01",
+            "uuid": secrets.token_hex(8),
+            "lat": "48.85",
+            "lon": "2.35",
+            **fields,
+        }
+        specification = {
+            "category": category,
+            "functions": [_as_tuya_entry(entry) for entry in functions or []],
+            "status": [_as_tuya_entry(entry) for entry in status_spec or []],
+        }
+        with self._lock:
+            self.devices[device_id] = record
+            self.specifications[device_id] = specification
+            self.state.setdefault(device_id, {}).update(status or {})
+        return record
 
     def expire_tokens(self) -> None:
         """Every token issued so far expires now (a client that trusts its clock gets 1010)."""
@@ -341,18 +425,113 @@ class FakeTuyaOpenApi(ThreadedAiohttpServer):
             return self._reply(record, None, self._token_result(token))
         if path == PUSH_PATH and request.method == "POST":
             return self._reply(record, None, {"send_status": True})
-        for prefix in DEVICE_PREFIXES:
-            if path.startswith(prefix):
-                return self._device(request.method, record, body, path[len(prefix) :])
+        if request.method == "GET" and path == ASSOCIATED_USERS_PATH:
+            return self._associated_users(record, request.query)
+        if request.method == "GET" and path == PROJECT_THINGS_PATH:
+            return self._project_things(record, request.query)
+        for root, family in FAMILY_ROOTS.items():
+            if path == root or path.startswith(root + "/"):
+                if family in self.denied_families:
+                    return self._reply(record, 1106)
+                if request.method == "GET" and path in (root, root + "/status"):
+                    return self._batch(record, request.query, family, path.endswith("/status"))
+                return self._device(request.method, record, body, path[len(root) + 1 :], family)
         return self._reply(record, 1108)
 
-    def _device(self, method: str, record: Received, body: bytes, rest: str) -> web.Response:
+    # -- the catalogue's calls -----------------------------------------------------------------
+
+    def _linked(self, device_id: str) -> bool:
+        return self.linked_devices is None or device_id in self.linked_devices
+
+    def _status_of(self, device_id: str) -> list[dict[str, Any]]:
+        """Caller holds the lock."""
+        state = self.state.get(device_id, {})
+        return [{"code": code, "value": value} for code, value in state.items()]
+
+    def _details_of(self, device_id: str) -> dict[str, Any]:
+        """Caller holds the lock. The record as Tuya returns it, secrets and all."""
+        return {**self.devices[device_id], "status": self._status_of(device_id)}
+
+    def _batch(self, record: Received, query: Any, family: str, status: bool) -> web.Response:
+        ids = [i for i in query.get("device_ids", "").split(",") if i]
+        if not ids:
+            return self._reply(record, 1100)
+        if len(ids) > self.batch_limit:
+            return self._reply(record, self.batch_limit_code)
+        with self._lock:
+            known = [i for i in dict.fromkeys(ids) if i in self.devices and self._linked(i)]
+            if status:
+                answer: Any = [{"id": i, "status": self._status_of(i)} for i in known]
+            else:
+                found = [self._details_of(i) for i in known]
+                if family == "iot-03":
+                    answer = {"list": found, "total": len(found), "has_more": False}
+                else:
+                    answer = {
+                        "devices": found,
+                        "total": len(found),
+                        "last_id": known[-1] if known else "",
+                    }
+        return self._reply(record, None, answer)
+
+    def _listed(self) -> list[str]:
+        with self._lock:
+            return [i for i in self.devices if self._linked(i)]
+
+    def _associated_users(self, record: Received, query: Any) -> web.Response:
+        """Paged by an opaque ``last_row_key`` (here: the position, in a form not to rely on)."""
+        size = query.get("size", "20")
+        if not size.isdigit() or int(size) < 1:
+            return self._reply(record, 1100)
+        ids = self._listed()
+        start = 0
+        row_key = query.get("last_row_key", "")
+        if row_key:
+            if not row_key.startswith("row-") or not row_key[4:].isdigit():
+                return self._reply(record, 1109)
+            start = int(row_key[4:])
+        page = ids[start : start + int(size)]
+        end = start + len(page)
+        with self._lock:
+            devices = [self._details_of(i) for i in page if i in self.devices]
+        result = {
+            "devices": devices,
+            "has_more": end < len(ids),
+            "last_row_key": f"row-{end}",
+            "total": len(ids),
+        }
+        return self._reply(record, None, result)
+
+    def _project_things(self, record: Received, query: Any) -> web.Response:
+        """Paged by ``last_id``, at most 20 a page, a bare list with camelCase fields."""
+        size = query.get("page_size", "")
+        if not size.isdigit() or not 1 <= int(size) <= THING_PAGE_LIMIT:
+            return self._reply(record, 1100)
+        ids = self._listed()
+        last_id = query.get("last_id", "")
+        start = ids.index(last_id) + 1 if last_id in ids else 0
+        with self._lock:
+            page = [_camel(self.devices[i]) for i in ids[start : start + int(size)]]
+        return self._reply(record, None, page)
+
+    def _device(
+        self, method: str, record: Received, body: bytes, rest: str, family: str = "iot-03"
+    ) -> web.Response:
         device, _, action = rest.partition("/")
+        if not device:
+            return self._reply(record, 1108)
         if self.linked_devices is not None and device not in self.linked_devices:
             return self._reply(record, 1106)
         with self._lock:
             state = self.state.setdefault(device, {})
             status = [{"code": code, "value": value} for code, value in state.items()]
+            registered = self._details_of(device) if device in self.devices else None
+            specification = self.specifications.get(device)
+        if method == "GET" and action in SPECIFICATION_ACTIONS.values():
+            if action != SPECIFICATION_ACTIONS[family]:
+                return self._reply(record, 1108)
+            empty = {"category": "", "functions": [], "status": []}
+            return self._reply(record, None, specification or empty)
         if method == "POST" and action == "commands":
             try:
                 commands = json.loads(body)["commands"]
@@ -366,6 +545,8 @@ class FakeTuyaOpenApi(ThreadedAiohttpServer):
         if method == "GET" and action == "status":
             return self._reply(record, None, status)
         if method == "GET" and action == "":
+            if registered is not None:
+                return self._reply(record, None, registered)
             return self._reply(record, None, {"id": device, "online": True, "status": status})
         return self._reply(record, 1108)
 
@@ -392,6 +573,34 @@ class FakeTuyaOpenApi(ThreadedAiohttpServer):
                 "codes": [r.code for r in records],
             }
         )
+
+
+def _as_tuya_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    values = entry.get("values")
+    if isinstance(values, dict):
+        return {**entry, "values": json.dumps(values)}
+    return dict(entry)
+
+
+_CAMEL = {
+    "product_id": "productId",
+    "product_name": "productName",
+    "time_zone": "timeZone",
+    "active_time": "activeTime",
+    "create_time": "createTime",
+    "update_time": "updateTime",
+    "online": "isOnline",
+    "local_key": "localKey",
+}
+
+
+def _camel(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the project query returns it: camelCase; as in Tuya's example, ``name`` a
+    default one and ``customName`` the one the user gave (the record's ``name``)."""
+    out = {_CAMEL.get(key, key): value for key, value in record.items() if key != "owner_id"}
+    out["name"] = f"{record.get('product_name', 'Device')}-{record['id'][:5]}"
+    out["customName"] = record.get("name", "")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

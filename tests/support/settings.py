@@ -21,8 +21,8 @@ def settings_tree(
     tmp_path: Path, handlers: Sequence[dict[str, Any]] | None = None, **sections: Any
 ) -> dict[str, Any]:
     """The vectors' credentials (region eu), dead letters under ``tmp_path``, fast retries, no
-    HTTP listener, no enrichment, and ``handlers`` when given; each of ``sections`` is merged over its
-    section (``tuya={"openapi_url": ...}`` keeps the credentials)."""
+    HTTP listener, no enrichment, and ``handlers`` when given; each of ``sections`` is merged
+    over its section (``tuya={"openapi_url": ...}`` keeps the credentials)."""
     tree: dict[str, Any] = {
         "tuya": {"access_id": v.ACCESS_ID, "access_secret": v.ACCESS_SECRET, "region": "eu"},
         "dead_letter": {"path": str(tmp_path / "dead-letters.sqlite3")},
