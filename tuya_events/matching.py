@@ -12,6 +12,20 @@ device event's ``bizData`` fields (``biz_data``)::
         doorcontact_state: {equals: true}
         va_temperature: {gt: 300}
 
+With enrichment on, rules can also name what the device catalogue knows: ``device_name`` and
+``category`` (the device's), and ``scaled`` (conditions on a data point's value in its unit,
+``value / 10**scale``)::
+
+    match:
+      category: wsdcg
+      device_name: [Cellar, Attic]
+      scaled:
+        va_temperature: {gt: 30.0}
+
+A device the catalogue does not know (or enrichment off) has no name or category, so these keys
+never match it; a data point without a known specification has no scaled value (``exists:
+false`` holds).
+
 Rules are compiled once into closures over frozensets: the per-message cost is a few lookups.
 """
 
@@ -66,13 +80,25 @@ class MatchRule(BaseModel):
     status_code: list[str] | None = None
     value: dict[str, ValueCondition] | None = None
     biz_data: dict[str, ValueCondition] | None = None
+    device_name: list[str] | None = None
+    category: list[str] | None = None
+    scaled: dict[str, ValueCondition] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _scalars_to_lists(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        listy = ("kind", "protocol", "biz_code", "device_id", "product_key", "status_code")
+        listy = (
+            "kind",
+            "protocol",
+            "biz_code",
+            "device_id",
+            "product_key",
+            "status_code",
+            "device_name",
+            "category",
+        )
         return {k: [v] if k in listy and not isinstance(v, list) else v for k, v in data.items()}
 
 
@@ -151,6 +177,27 @@ def _status_values(event: Event) -> dict[str, Any]:
     return {item.code: item.value for item in event.statuses if item.code is not None}
 
 
+def _scaled_values(event: Event) -> dict[str, Any]:
+    """Scaled values of the data points whose specification is known; others are missing."""
+    if not isinstance(event, StatusReport):
+        return {}
+    return {
+        item.code: item.scaled
+        for item in event.statuses
+        if item.code is not None and item.point is not None
+    }
+
+
+def _device_attribute_in(attribute: str, allowed: frozenset[str]) -> Predicate:
+    """The catalogue's ``name``/``category`` of the event's device is one of ``allowed``."""
+
+    def device_attribute_in(e: Event) -> bool:
+        device = e.device
+        return device is not None and getattr(device, attribute) in allowed
+
+    return device_attribute_in
+
+
 def _compile_rule(rule: MatchRule) -> Predicate:
     tests: list[Predicate] = []
     if rule.kind is not None:
@@ -189,6 +236,18 @@ def _compile_rule(rule: MatchRule) -> Predicate:
             return all(test(data.get(key, _MISSING)) for key, test in biz_tests)
 
         tests.append(biz_data_holds)
+    if rule.device_name is not None:
+        tests.append(_device_attribute_in("name", frozenset(rule.device_name)))
+    if rule.category is not None:
+        tests.append(_device_attribute_in("category", frozenset(rule.category)))
+    if rule.scaled:
+        scaled_tests = [(code, _value_test(cond)) for code, cond in rule.scaled.items()]
+
+        def scaled_hold(e: Event) -> bool:
+            values = _scaled_values(e)
+            return all(test(values.get(code, _MISSING)) for code, test in scaled_tests)
+
+        tests.append(scaled_hold)
     if not tests:
         return always
     if len(tests) == 1:

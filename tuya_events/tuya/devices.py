@@ -29,7 +29,13 @@ _TIME_FIELDS = ("active_time", "create_time", "update_time")
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A text field; NUL characters are dropped (PostgreSQL refuses them in text, and a device
+    name must never be what gets its events refused)."""
+    if not isinstance(value, str) or not value:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value or None
 
 
 def _number(value: Any) -> int | float | None:

@@ -4,6 +4,10 @@
 acknowledges a message only after its rows are durable. Redeliveries insert nothing new (the
 event id is unique), and the latest status of a data point moves only forward in time, so a
 retried batch or a replayed message can never corrupt what is stored.
+
+With enrichment on, a batch also upserts the ``devices`` row of each known device it writes
+events of, but only while this handler has not yet committed that snapshot of the device:
+a device that reports every second costs one devices row per change, not one per batch.
 """
 
 from __future__ import annotations
@@ -26,9 +30,53 @@ from tuya_events.handlers.database.schema import SchemaTooNew
 from tuya_events.handlers.database.sqlite import SQLiteBackend
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.redact import REDACTOR
+from tuya_events.tuya.devices import Device, DeviceView
 from tuya_events.tuya.events import Event
 
 log = get_logger("tuya_events.handlers.database")
+
+
+class WrittenDevices:
+    """The device snapshots this handler has committed, by device id.
+
+    A snapshot counts as written when it is the same object, or has the same fetch times and
+    data points (a ``dpNameUpdate`` renames a point without fetching anything). Forgotten
+    after an outage: the database may come back restored from an older backup.
+    """
+
+    __slots__ = ("_written",)
+
+    def __init__(self) -> None:
+        self._written: dict[str, Device] = {}
+
+    def needs(self, device: DeviceView | None) -> bool:
+        """Whether an event of ``device`` should carry its devices row."""
+        if not isinstance(device, Device):
+            return False
+        written = self._written.get(device.id)
+        if written is None:
+            return True
+        if written is device:
+            return False
+        return (
+            written.fetched_at_ms != device.fetched_at_ms
+            or written.specification_fetched_at_ms != device.specification_fetched_at_ms
+            or written.points != device.points
+        )
+
+    def remember(self, device: DeviceView | None) -> None:
+        """After the commit; an older snapshot committed late does not replace a newer one."""
+        if not isinstance(device, Device):
+            return
+        written = self._written.get(device.id)
+        if written is None or (device.fetched_at_ms, device.specification_fetched_at_ms) >= (
+            written.fetched_at_ms,
+            written.specification_fetched_at_ms,
+        ):
+            self._written[device.id] = device
+
+    def forget(self) -> None:
+        self._written.clear()
 
 
 class Backend(Protocol):
@@ -73,6 +121,7 @@ class DatabaseHandler(BaseHandler):
             options.store_events, options.store_latest_status, options.store_device_events
         )
         self.backend = make_backend(options)
+        self.devices_written = WrittenDevices()
         self.batcher: Batcher[Record] = Batcher(
             self.backend.write,
             options.batch.max_size,
@@ -117,8 +166,10 @@ class DatabaseHandler(BaseHandler):
 
     async def handle(self, event: Event, delivery: Delivery) -> None:
         """Return once the event's rows are committed: only then may the pipeline ack it."""
+        device = event.device
+        with_device = self.devices_written.needs(device)
         try:
-            record = self.builder.build(event, delivery, int(time.time() * 1000))
+            record = self.builder.build(event, delivery, int(time.time() * 1000), with_device)
         except (orjson.JSONEncodeError, TypeError) as exc:
             raise HandlerError(
                 REFUSED, f"the event cannot be stored as JSON: {exc}", retryable=False
@@ -131,7 +182,14 @@ class DatabaseHandler(BaseHandler):
             raise HandlerError(UNAVAILABLE, str(exc), infrastructure=True) from None
         # A caller that stops waiting (cancelled) cancels only its own future: the batch, shared
         # with other events, is written anyway and the batcher skips the cancelled future.
-        await future
+        try:
+            await future
+        except HandlerError as error:
+            if error.infrastructure:
+                self.devices_written.forget()
+            raise
+        if with_device:
+            self.devices_written.remember(device)
 
     async def stop(self) -> None:
         """Write what is pending, then disconnect."""

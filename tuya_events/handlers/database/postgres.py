@@ -39,6 +39,7 @@ from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database.errors import classify, is_data_error, scrub
 from tuya_events.handlers.database.rows import Record, Rows, batch_rows
 from tuya_events.handlers.database.schema import (
+    DEVICE_COLUMNS,
     DEVICE_EVENT_COLUMNS,
     EVENT_COLUMNS,
     JSON_COLUMNS,
@@ -47,6 +48,8 @@ from tuya_events.handlers.database.schema import (
     SchemaTooNew,
     create_versions_table,
     insert_version,
+    newer_device,
+    newer_status,
     pending,
     versions_table,
 )
@@ -67,14 +70,9 @@ _INTEGER_COLUMNS = frozenset({"protocol", "partition"})
 # (table, its columns, the conflict clause): the order rows are written in.
 _TABLES = (
     ("events", EVENT_COLUMNS, "(id) DO NOTHING"),
-    (
-        "latest_status",
-        STATUS_COLUMNS,
-        "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
-        "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
-        "WHERE excluded.t_ms > existing.t_ms",
-    ),
+    ("latest_status", STATUS_COLUMNS, newer_status("existing")),
     ("device_events", DEVICE_EVENT_COLUMNS, "(id) DO NOTHING"),
+    ("devices", DEVICE_COLUMNS, newer_device("existing")),
 )
 
 
@@ -118,7 +116,7 @@ async def write_rows(connection: AnyConnection, rows: Rows, inserts: dict[str, s
     query with the INSERTs of the tables that got rows."""
     staged: list[str] = []
     for (table, columns, _), data in zip(
-        _TABLES, (rows.events, rows.statuses, rows.device_events), strict=True
+        _TABLES, (rows.events, rows.statuses, rows.device_events, rows.devices), strict=True
     ):
         if data:
             await connection.copy_records_to_table(

@@ -70,6 +70,30 @@ _V2 = (
     "CREATE INDEX {p}device_events_device_time ON {p}device_events (device_id, event_time_ms)",
 )
 
+
+def _enrichment(json: str, integer: str) -> tuple[str, ...]:
+    """Version 3: what enrichment knows. Columns added, never rebuilt: old rows are kept (their
+    new columns NULL); ``devices`` is one row per device, its specification as JSON."""
+    return (
+        f"ALTER TABLE {{p}}latest_status ADD COLUMN scaled {json}",
+        "ALTER TABLE {p}latest_status ADD COLUMN unit TEXT",
+        "ALTER TABLE {p}latest_status ADD COLUMN name TEXT",
+        f"""CREATE TABLE {{p}}devices (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            product_id TEXT,
+            product_name TEXT,
+            category TEXT,
+            model TEXT,
+            time_zone TEXT,
+            specification {json},
+            fetched_at_ms {integer} NOT NULL,
+            specification_fetched_at_ms {integer} NOT NULL,
+            updated_at_ms {integer} NOT NULL
+        )""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -82,6 +106,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "events.topic; indexes on (device_id, event_time_ms)",
         sqlite=_V2,
         postgres=_V2,
+    ),
+    Migration(
+        3,
+        "latest_status.scaled, unit, name; devices",
+        sqlite=_enrichment("TEXT", "INTEGER"),
+        postgres=_enrichment("JSONB", "BIGINT"),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -142,7 +172,19 @@ EVENT_COLUMNS = (
     "topic",
     "document",
 )
-STATUS_COLUMNS = ("device_id", "code", "value", "t_ms", "event_id", "updated_at_ms")
+STATUS_COLUMNS = (
+    "device_id",
+    "code",
+    "value",
+    "t_ms",
+    "event_id",
+    "updated_at_ms",
+    "scaled",
+    "unit",
+    "name",
+)
+# Replaced when a newer status arrives (the key columns stay).
+STATUS_UPDATED = ("value", "t_ms", "event_id", "updated_at_ms", "scaled", "unit", "name")
 DEVICE_EVENT_COLUMNS = (
     "id",
     "device_id",
@@ -151,4 +193,35 @@ DEVICE_EVENT_COLUMNS = (
     "event_time_ms",
     "received_at_ms",
 )
-JSON_COLUMNS = frozenset({"document", "value", "biz_data"})
+DEVICE_COLUMNS = (
+    "id",
+    "name",
+    "product_id",
+    "product_name",
+    "category",
+    "model",
+    "time_zone",
+    "specification",
+    "fetched_at_ms",
+    "specification_fetched_at_ms",
+    "updated_at_ms",
+)
+JSON_COLUMNS = frozenset({"document", "value", "biz_data", "scaled", "specification"})
+
+
+def newer_status(table: str) -> str:
+    """The latest-status conflict clause: every column replaced, only by a newer ``t``.
+    ``table`` is how the statement names the stored row (the table, or its alias)."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in STATUS_UPDATED)
+    return f"(device_id, code) DO UPDATE SET {updates} WHERE excluded.t_ms > {table}.t_ms"
+
+
+def newer_device(table: str) -> str:
+    """The devices conflict clause: a snapshot replaces the stored one unless it is older (two
+    daemons, or a catalogue read back from an older file, must not undo a refresh)."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in DEVICE_COLUMNS[1:])
+    return (
+        f"(id) DO UPDATE SET {updates} "
+        f"WHERE excluded.fetched_at_ms >= {table}.fetched_at_ms "
+        f"AND excluded.specification_fetched_at_ms >= {table}.specification_fetched_at_ms"
+    )

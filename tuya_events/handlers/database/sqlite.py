@@ -17,12 +17,15 @@ from tuya_events.handlers.base import HandlerError
 from tuya_events.handlers.database.errors import classify, is_data_error
 from tuya_events.handlers.database.rows import Record, Rows, batch_rows
 from tuya_events.handlers.database.schema import (
+    DEVICE_COLUMNS,
     DEVICE_EVENT_COLUMNS,
     EVENT_COLUMNS,
     SQLITE,
     STATUS_COLUMNS,
     create_versions_table,
     insert_version,
+    newer_device,
+    newer_status,
     pending,
     versions_table,
 )
@@ -35,18 +38,16 @@ def _insert(table: str, columns: tuple[str, ...], conflict: str) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT {conflict}"
 
 
-def statements(prefix: str) -> tuple[str, str, str]:
-    """The three writes: events and device events once per id, latest status if newer."""
+def statements(prefix: str) -> tuple[str, str, str, str]:
+    """The four writes: events and device events once per id, latest status if newer, devices
+    unless older."""
     status_table = f"{prefix}latest_status"
-    newer = (
-        "(device_id, code) DO UPDATE SET value = excluded.value, t_ms = excluded.t_ms, "
-        "event_id = excluded.event_id, updated_at_ms = excluded.updated_at_ms "
-        f"WHERE excluded.t_ms > {status_table}.t_ms"
-    )
+    devices_table = f"{prefix}devices"
     return (
         _insert(f"{prefix}events", EVENT_COLUMNS, "(id) DO NOTHING"),
-        _insert(status_table, STATUS_COLUMNS, newer),
+        _insert(status_table, STATUS_COLUMNS, newer_status(status_table)),
         _insert(f"{prefix}device_events", DEVICE_EVENT_COLUMNS, "(id) DO NOTHING"),
+        _insert(devices_table, DEVICE_COLUMNS, newer_device(devices_table)),
     )
 
 
@@ -59,7 +60,12 @@ class SQLiteBackend:
         self.prefix = prefix
         self.busy_timeout = busy_timeout
         self.schema_version = 0
-        self._insert_event, self._upsert_status, self._insert_device_event = statements(prefix)
+        (
+            self._insert_event,
+            self._upsert_status,
+            self._insert_device_event,
+            self._upsert_device,
+        ) = statements(prefix)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuya-sqlite")
         self._connection: sqlite3.Connection | None = None
 
@@ -136,6 +142,8 @@ class SQLiteBackend:
                 connection.executemany(self._upsert_status, rows.statuses)
             if rows.device_events:
                 connection.executemany(self._insert_device_event, rows.device_events)
+            if rows.devices:
+                connection.executemany(self._upsert_device, rows.devices)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
