@@ -18,13 +18,15 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.fake_tuya_openapi import FakeTuyaOpenApi, data_point
 from tests.pulsar.tenant import TuyaTenant
-from tests.pulsar.traffic import Outgoing, interleaved_stream
+from tests.pulsar.traffic import SEQ_CODE, Outgoing, device_ids, interleaved_stream
 from tests.support.cli import read_dead_letters
 from tests.support.daemon import BrokerRun, DaemonProcess
 from tests.support.ports import free_port
 from tests.support.producer import raw_producer
 from tests.support.recorder import read_records
+from tests.support.servers import serving
 from tuya_events.tuya.crypto import EcbCipher, aes_key
 
 pytestmark = pytest.mark.broker
@@ -38,22 +40,54 @@ ACK_GROUP = 1000
 KILL_DUPLICATES_BOUND = MAX_IN_FLIGHT + ACK_GROUP
 
 
-@pytest.mark.parametrize("acknowledgement", ["individual", "cumulative"])
+@pytest.mark.parametrize(
+    ("acknowledgement", "enriched"),
+    [("individual", False), ("cumulative", False), ("individual", True)],
+    ids=["individual", "cumulative", "individual-enriched"],
+)
 def test_end_to_end_each_message_handled_once_in_order_and_acked(
-    broker_run: BrokerRun, acknowledgement: str
+    broker_run: BrokerRun, acknowledgement: str, enriched: bool
 ) -> None:
-    daemon = broker_run.start("solo", consumer={"acknowledgement": acknowledgement})
-    stream = interleaved_stream(messages=2000, devices=60)
-    broker_run.publish(stream)
-    broker_run.wait_handled(len(stream), 120, "every message handled", daemon)
-    daemon.wait_metric("tuya_events_messages_acked_total", len(stream), 30, "acks")
-    assert daemon.metric("tuya_events_messages_received_total") == len(stream)
-    assert daemon.metric("tuya_events_dead_letters_total") == 0
-    assert daemon.stop() == 0, daemon.log_tail()
+    devices = 60
+    options: dict[str, Any] = {"consumer": {"acknowledgement": acknowledgement}}
+    with serving() as start:
+        if enriched:
+            # The devices' cloud: every device is new to the daemon and looked up mid-stream.
+            cloud = start(
+                FakeTuyaOpenApi(broker_run.tenant.access_id, broker_run.tenant.access_secret)
+            )
+            for index, device in enumerate(device_ids(devices)):
+                spec = [data_point(SEQ_CODE, "Integer", 1, scale=1)]
+                cloud.add_device(device, name=f"Sensor {index}", product_id=f"p{index % 3}",
+                                 status_spec=spec)  # fmt: skip
+            options["tuya"] = {"openapi_url": cloud.url}
+            options["sections"] = {"enrichment": {"enabled": True}}
+        daemon = broker_run.start("solo", **options)
+        stream = interleaved_stream(messages=2000, devices=devices)
+        broker_run.publish(stream)
+        broker_run.wait_handled(len(stream), 120, "every message handled", daemon)
+        daemon.wait_metric("tuya_events_messages_acked_total", len(stream), 30, "acks")
+        assert daemon.metric("tuya_events_messages_received_total") == len(stream)
+        assert daemon.metric("tuya_events_dead_letters_total") == 0
+        if enriched:
+            assert daemon.metric("tuya_events_catalogue_devices") == devices
+        assert daemon.stop() == 0, daemon.log_tail()
     report = broker_run.report(stream)
     assert report.perfect, report
     assert len(report.partitions) == 11
     broker_run.wait_backlog(0)
+    if enriched:
+        records = read_records(broker_run.records)
+        names = {f"vdev{index:016d}": f"Sensor {index}" for index in range(devices)}
+        assert all(r["name"] == names[r["device"]] for r in records), "every event enriched"
+        assert all(r["scaled"] == r["seq"] / 10 for r in records)
+        # The start-up sync listed the project (three pages of 20), three
+        # products took three specifications, and no device was asked about on its own.
+        assert len(cloud.requests("/v1.0/iot-01/associated-users/devices")) == 3
+        assert len(cloud.requests("/specification")) == 3
+        assert [
+            r.path for r in cloud.requests("/v1.0/iot-03/devices") if "/spec" not in r.path
+        ] == []
 
 
 # -- cut off mid-stream: nothing lost, nothing out of order ------------------------------------

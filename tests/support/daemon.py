@@ -43,6 +43,7 @@ class DaemonProcess:
         tls: dict[str, Any] | None = None,
         handlers: list[dict[str, Any]] | None = None,
         sections: dict[str, Any] | None = None,
+        tuya: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -55,6 +56,7 @@ class DaemonProcess:
                 "access_id": tenant.access_id,
                 "access_secret": tenant.access_secret,
                 "pulsar_url": pulsar_url or tenant.broker_url,
+                **(tuya or {}),  # more keys of tuya: (an openapi_url, say)
             },
             "tls": tls or {},
             "http": {"listen": f"127.0.0.1:{self.port}"},

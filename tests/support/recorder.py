@@ -34,7 +34,8 @@ class FileRecorderOptions(BaseModel):
 
 
 class FileRecorder(BaseHandler):
-    """Appends ``{device, seq, message_id, partition, redelivery, pid}`` per handled event."""
+    """Appends ``{device, seq, message_id, partition, redelivery, pid}`` per handled event
+    (and ``name``, ``scaled`` when enrichment is on)."""
 
     Options = FileRecorderOptions
 
@@ -77,17 +78,18 @@ class FileRecorder(BaseHandler):
                 retryable=mode != "permanent",
                 infrastructure=mode == "infrastructure",
             )
-        seq = (
-            event.statuses[0].value if isinstance(event, StatusReport) and event.statuses else None
-        )
+        first = event.statuses[0] if isinstance(event, StatusReport) and event.statuses else None
         line = {
             "device": event.device_id,
-            "seq": seq,
+            "seq": first.value if first is not None else None,
             "message_id": delivery.message_id,
             "partition": delivery.partition,
             "redelivery": delivery.redelivery_count,
             "pid": os.getpid(),
         }
+        if event.device is not None:  # enrichment is on: what it gave this event
+            line["name"] = event.device.name
+            line["scaled"] = first.scaled if first is not None else None
         assert self._fd is not None
         os.write(self._fd, orjson.dumps(line) + b"\n")
 

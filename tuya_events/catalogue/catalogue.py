@@ -384,10 +384,14 @@ class Catalogue:
                 if self.paused:
                     self._wanted.clear()
                 return
-            batch = list(self._wanted.items())[: self.settings.batch_size]
-            for device_id, _ in batch:
+            batch = []
+            for device_id, trigger in list(self._wanted.items())[: self.settings.batch_size]:
                 del self._wanted[device_id]
-            await self._fetch_batch(batch)
+                if trigger == FIRST_SEEN and device_id in self.devices:
+                    continue  # a sync or another batch brought it meanwhile: not asked twice
+                batch.append((device_id, trigger))
+            if batch:
+                await self._fetch_batch(batch)
 
     async def _fetch_batch(self, batch: list[tuple[str, str]]) -> None:
         """One batch details call, then the specifications it needs: one per product, the
@@ -547,6 +551,8 @@ class Catalogue:
         self.devices[device.id] = device
         self._save_pending[device.id] = device
         self._deleted.discard(device.id)
+        if device.id in self._lookups:  # its messages need not wait for the rest of a sync
+            self._resolve([device.id])
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
