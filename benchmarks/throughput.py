@@ -14,12 +14,16 @@ subscription, in a fresh process of its own, one run after the other:
   ``consumer.acknowledge(msg)`` in a tight loop, Failover, same ``receiver_queue_size``.
 - **raw+decode**: the same loop plus ``TuyaCodec.decode`` per message.
 - **daemon**: ``Daemon`` in-process (HTTP off) on ``PulsarSource`` and ``Pipeline`` with a no-op
-  handler: everything decrypted, ordered per device, acknowledged individually.
+  handler: everything decrypted, ordered per device, acknowledged individually. Enrichment is
+  off (``enrichment.enabled: false``), so its figures compare with those before issue 16.
+- **daemon+enrichment**: the same with enrichment on and the catalogue warm: the worker writes
+  the backlog's devices into the catalogue file first, and the OpenAPI URL is a loopback port
+  nobody listens on, so a miss would show (the run fails unless every message was a hit).
 
 A run's clock starts when its first receive returns and stops at its last acknowledgement; every
 run must count the whole backlog, and the subscription's backlog must then reach 0. An unmeasured
 raw run goes first (the first consumer after publishing is slower); rounds alternate their order
-(raw, raw+decode, daemon, then daemon, raw+decode, raw, ...) so drifting load hits them alike.
+(raw, raw+decode, daemon, daemon+enrichment, then back) so drifting load hits them alike.
 CPU seconds per thread, of the broker JVM and of the whole machine come from /proc. The memory run
 consumes a separate ``--memory-messages`` backlog (second tenant) with the daemon and samples
 VmRSS every ``--rss-every`` acknowledgements. ``--profile`` adds a cProfile'd daemon run;
@@ -42,6 +46,7 @@ import json
 import os
 import pstats
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -61,7 +66,10 @@ import _pulsar  # noqa: E402
 import pulsar  # noqa: E402
 
 from benchmarks.machine import describe_machine  # noqa: E402
+from tuya_events.catalogue.enrich import OUTCOMES  # noqa: E402
+from tuya_events.catalogue.store import CatalogueStore  # noqa: E402
 from tuya_events.config.loader import settings_from_mapping  # noqa: E402
+from tuya_events.config.settings import catalogue_path  # noqa: E402
 from tuya_events.daemon import Daemon, Stopped  # noqa: E402
 from tuya_events.deadletter.store import DeadLetterStore  # noqa: E402
 from tuya_events.delivery import Delivery  # noqa: E402
@@ -75,15 +83,21 @@ from tuya_events.transport.acks import PrefixAcks  # noqa: E402
 from tuya_events.transport.pulsar import PulsarSource  # noqa: E402
 from tuya_events.tuya.auth import pulsar_authentication  # noqa: E402
 from tuya_events.tuya.codec import TuyaCodec  # noqa: E402
+from tuya_events.tuya.devices import make_device, parse_specification  # noqa: E402
 from tuya_events.tuya.events import Event  # noqa: E402
 
 GOAL_RATIO = 0.8
+# Issue 16: with enrichment on and the catalogue warm, within 5% of the daemon's msgs/s.
+GOAL_ENRICHED = 0.95
 # The raw loop and the daemon with the same receiver queue, so the ratio measures the daemon's
 # own cost. 1000 was the daemon's default until session 5; the default is now 100 (handover
 # duplicates: benchmarks/README.md "Handover"), which a busy project may raise back.
 RECEIVER_QUEUE_SIZE = 1000
 CHECKPOINT = 50_000  # the memory run compares RSS here with RSS at the end
 RAW, RAW_DECODE, DAEMON, MICRO = "raw", "raw+decode", "daemon", "micro"
+ENRICHED = "daemon+enrichment"
+DAEMONS = (DAEMON, ENRICHED)
+HIT_SAMPLE = "tuya_events_enrichment_total"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RESULT_PREFIX = "RESULT "
 
@@ -105,6 +119,7 @@ class WorkerSpec:
     rss_every: int
     experiments: list[str] = field(default_factory=list)
     profile_path: str | None = None
+    devices: int = 0  # the backlog's devices: daemon+enrichment puts them in the catalogue
 
 
 @dataclass
@@ -139,6 +154,9 @@ class WorkerResult:
     gc_collections: list[int] = field(default_factory=list)
     tasks: int = 0  # daemon: tasks the pipeline spawned
     ack_seconds: float = 0.0  # daemon: wall time inside PulsarSource.acknowledge
+    # daemon+enrichment: tuya_events_enrichment_total by outcome, and the catalogue's calls.
+    enrichment: dict[str, float] = field(default_factory=dict)
+    catalogue_calls: int = 0
 
     @property
     def rate(self) -> float:
@@ -346,21 +364,79 @@ class MeasuredSource(PulsarSource):
 
 
 def daemon_settings(spec: WorkerSpec, workdir: Path, sign_check: str = "log") -> Any:
+    """The daemon's defaults but for the broker, the queue, HTTP and enrichment (explicitly off
+    on the daemon path, so its figures stay comparable with those from before issue 16)."""
+    enriched = spec.kind == ENRICHED
+    tuya: dict[str, Any] = {
+        "access_id": spec.access_id,
+        "access_secret": spec.access_secret,
+        "pulsar_url": spec.broker_url,
+        "subscription_suffix": spec.subscription.removeprefix(f"{spec.access_id}-"),
+        "sign_check": sign_check,
+    }
+    if enriched:
+        # Nobody listens there: a catalogue miss fails its lookup at once and is counted
+        # as such, instead of being answered from anywhere.
+        tuya["openapi_url"] = f"http://127.0.0.1:{unused_port()}"
     return settings_from_mapping(
         {
-            "tuya": {
-                "access_id": spec.access_id,
-                "access_secret": spec.access_secret,
-                "pulsar_url": spec.broker_url,
-                "subscription_suffix": spec.subscription.removeprefix(f"{spec.access_id}-"),
-                "sign_check": sign_check,
-            },
+            "tuya": tuya,
             "consumer": {"receiver_queue_size": RECEIVER_QUEUE_SIZE},
             "dead_letter": {"path": str(workdir / "dead-letters.sqlite3")},
             "http": {"enabled": False},
+            "enrichment": {"enabled": enriched},
         },
         {},
     )
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# A plug's specification as the OpenAPI gives it, plus the traffic's ``seq`` (dp 1).
+SPECIFICATION = {
+    "category": "cz",
+    "status": [
+        {"code": "seq", "dp_id": 1, "type": "Integer", "values": '{"min":0,"scale":0,"step":1}'},
+        {"code": "switch_1", "dp_id": 2, "type": "Boolean", "values": "{}"},
+        {
+            "code": "cur_power",
+            "dp_id": 19,
+            "type": "Integer",
+            "values": '{"unit":"W","min":0,"max":50000,"scale":1,"step":1}',
+        },
+        {
+            "code": "cur_voltage",
+            "dp_id": 20,
+            "type": "Integer",
+            "values": '{"unit":"V","min":0,"max":5000,"scale":1,"step":1}',
+        },
+    ],
+}
+
+
+def warm_catalogue(settings: Any, devices: int) -> None:
+    """Every device of the backlog in the catalogue file, fresh, before the daemon starts:
+    the catalogue loads it and makes no call."""
+    from tests.pulsar.traffic import PRODUCT_KEY, device_ids
+
+    now_ms = int(time.time() * 1000)
+    points = list(parse_specification(SPECIFICATION).values())
+    known = [
+        make_device(
+            {"id": device_id, "name": f"Plug {index}", "product_id": PRODUCT_KEY, "online": True},
+            points,
+            now_ms,
+            now_ms,
+        )
+        for index, device_id in enumerate(device_ids(devices))
+    ]
+    with CatalogueStore(catalogue_path(settings)) as store:
+        store.save(known)
 
 
 async def run_daemon(spec: WorkerSpec) -> WorkerResult:
@@ -371,6 +447,8 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
     tasks = count_spawned_tasks()
     with tempfile.TemporaryDirectory(prefix="tuya-bench-") as tmp:
         settings = daemon_settings(spec, Path(tmp), sign_check)
+        if spec.kind == ENRICHED:
+            warm_catalogue(settings, spec.devices)
         source = MeasuredSource(settings, spec)
         store = DeadLetterStore(settings.dead_letter.path).open()
         try:
@@ -393,6 +471,7 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
             stopped = await run
             if stopped is not Stopped.DRAINED or store.count() != 0:
                 raise RuntimeError(f"the daemon stopped {stopped}, {store.count()} dead letters")
+            enrichment = enrichment_counts(daemon)
         finally:
             store.close()
         if profiler is not None and spec.profile_path:
@@ -413,7 +492,20 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
         empty_batches=source.empty_batches,
         tasks=tasks[0],
         ack_seconds=source.ack_seconds,
+        enrichment=enrichment,
+        catalogue_calls=daemon.catalogue.calls if daemon.catalogue is not None else 0,
     )
+
+
+def enrichment_counts(daemon: Daemon) -> dict[str, float]:
+    """``tuya_events_enrichment_total`` by outcome, as the daemon's /metrics would show it."""
+    registry = daemon.metrics.registry
+    counts = {}
+    for outcome in OUTCOMES:
+        value = registry.get_sample_value(HIT_SAMPLE, {"outcome": outcome})
+        if value is not None:
+            counts[outcome] = value
+    return counts
 
 
 def count_spawned_tasks() -> list[int]:
@@ -587,7 +679,7 @@ def worker_main(encoded: str) -> int:
     spec = WorkerSpec(**json.loads(encoded))
     configure_logging("warning", "console")  # the daemon's and pulsar-client's warnings only
     result: Any
-    if spec.kind == DAEMON:
+    if spec.kind in DAEMONS:
         result = asyncio.run(run_daemon(spec))
     elif spec.kind == MICRO:
         result = run_micro(spec)
@@ -674,8 +766,10 @@ def run_worker(
     rss_every: int,
     experiments: Sequence[str] = (),
     profile_path: str | None = None,
+    devices: int = 0,
 ) -> WorkerResult:
-    """Consume the whole backlog of one subscription; check the count and that it reaches 0."""
+    """Consume the whole backlog of one subscription; check the count and that it reaches 0
+    (and, with enrichment, that every message was a catalogue hit and no call was made)."""
     subscription = target.subscription(suffix)
     spec = WorkerSpec(
         kind=kind,
@@ -688,6 +782,7 @@ def run_worker(
         rss_every=rss_every,
         experiments=list(experiments),
         profile_path=profile_path,
+        devices=devices,
     )
     data = Worker(spec).run(timeout=max(300.0, expected / 500))
     data["rss_samples"] = [tuple(sample) for sample in data["rss_samples"]]
@@ -697,12 +792,21 @@ def run_worker(
         raise SystemExit(
             f"{result.label}: consumed {result.consumed} of {expected}, backlog left {left}"
         )
+    hits = ""
+    if kind == ENRICHED:
+        hit = result.enrichment.get("hit", 0.0)
+        if hit != result.consumed or result.catalogue_calls:
+            raise SystemExit(
+                f"{result.label}: {HIT_SAMPLE} {result.enrichment} for {result.consumed} "
+                f"messages, {result.catalogue_calls} catalogue calls: the catalogue was not warm"
+            )
+        hits = f'; {HIT_SAMPLE}{{outcome="hit"}} {hit:,.0f}'
     label = result.label + (" (profiled)" if profile_path else "")
     print(
         f"  {label:<28} {result.consumed:>8,} msgs in {result.seconds:6.2f} s = "
         f"{result.rate:>8,.0f} msgs/s   (consumer CPU {result.cpu / result.seconds:4.2f} cores, "
         f"broker {result.broker_cpu / result.seconds:4.2f}, machine "
-        f"{result.machine_cpu / result.seconds:4.2f}; backlog now 0)",
+        f"{result.machine_cpu / result.seconds:4.2f}; backlog now 0{hits})",
         flush=True,
     )
     return result
@@ -795,6 +899,32 @@ def print_ratio(results: dict[str, list[WorkerResult]]) -> None:
     )
 
 
+def print_enrichment(results: dict[str, list[WorkerResult]]) -> None:
+    """Issue 16: the daemon with enrichment on (catalogue warm) against the same daemon
+    without, in the same rounds; every enriched run was checked to be all hits."""
+    plain, enriched = results.get(DAEMON), results.get(ENRICHED)
+    if not plain or not enriched:
+        return
+    ratio = median([r.rate for r in enriched]) / median([r.rate for r in plain])
+    pairs = ", ".join(f"{e.rate / d.rate:.2f}" for d, e in zip(plain, enriched, strict=False))
+    main, main_enriched = (
+        median([r.per_message_us(r.main_thread_cpu) for r in runs]) for runs in (plain, enriched)
+    )
+    cpu, cpu_enriched = (
+        median([r.per_message_us(r.cpu) for r in runs]) for runs in (plain, enriched)
+    )
+    hits = sum(r.enrichment.get("hit", 0.0) for r in enriched)
+    messages = sum(r.consumed for r in enriched)
+    verdict = "met" if ratio >= GOAL_ENRICHED else "NOT met"
+    print(
+        f"\nGoal (issue 16): daemon+enrichment >= {GOAL_ENRICHED:.0%} of the daemon's msgs/s: "
+        f"{verdict} (ratio of medians {ratio:.2f}; per round {pairs}). Main thread "
+        f"{main_enriched - main:+.1f} us/msg, process CPU {cpu_enriched - cpu:+.1f} us/msg; "
+        f'{HIT_SAMPLE}{{outcome="hit"}} {hits:,.0f} of {messages:,} messages, '
+        f"catalogue calls {sum(r.catalogue_calls for r in enriched)}"
+    )
+
+
 def print_threads(results: dict[str, list[WorkerResult]]) -> None:
     print("\nCPU by thread, us per message (median over runs):")
     for label, runs in results.items():
@@ -816,7 +946,8 @@ def print_threads(results: dict[str, list[WorkerResult]]) -> None:
 
 def print_experiments(results: dict[str, list[WorkerResult]]) -> None:
     """Each experiment against its base: the same run without its last change (or the daemon)."""
-    rows = [(label, runs) for label, runs in results.items() if label.startswith(DAEMON + "+")]
+    rows = [(label, runs) for label, runs in results.items() if runs[0].kind == DAEMON]
+    rows = [(label, runs) for label, runs in rows if runs[0].experiments]
     if DAEMON not in results or not rows:
         return
     raw_rate = median([r.rate for r in results[RAW]]) if results.get(RAW) else None
@@ -998,6 +1129,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-raw-decode", dest="raw_decode", action="store_false", help="skip raw+decode runs"
     )
     parser.add_argument(
+        "--no-enrichment",
+        dest="enrichment",
+        action="store_false",
+        help="skip the daemon+enrichment runs",
+    )
+    parser.add_argument(
         "--profile",
         action="append",
         nargs="?",
@@ -1042,6 +1179,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     if args.raw_decode:
         runs.append((RAW_DECODE, []))
     runs.append((DAEMON, []))
+    if args.enrichment:
+        runs.append((ENRICHED, []))
     if "all" in args.experiment:
         runs += [(DAEMON, [name]) for name in EXPERIMENTS]
         if PROPOSALS:
@@ -1052,7 +1191,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 
 def suffix_of(kind: str, experiments: Sequence[str], round_: int) -> str:
-    slug = {RAW: "raw", RAW_DECODE: "rawdecode", DAEMON: "sub"}[kind]
+    slug = {RAW: "raw", RAW_DECODE: "rawdecode", DAEMON: "sub", ENRICHED: "enriched"}[kind]
     return "-".join([slug, *experiments, str(round_)])
 
 
@@ -1077,6 +1216,7 @@ def benchmark(args: argparse.Namespace, broker: Any) -> int:
                 args.messages,
                 args.rss_every,
                 experiments,
+                devices=args.devices,
             )
             results.setdefault(result.label, []).append(result)
     profiles: list[tuple[str, WorkerResult]] = []
@@ -1103,6 +1243,7 @@ def benchmark(args: argparse.Namespace, broker: Any) -> int:
 
     print_throughput(results)
     print_ratio(results)
+    print_enrichment(results)
     print_experiments(results)
     if micro is not None:
         print_micro(micro)
