@@ -27,6 +27,7 @@ from tests.support.ports import free_port
 from tests.support.servers import StatusServer
 from tuya_events.cli.main import build_parser
 from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.settings import catalogue_path, state_directory
 
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
 IMAGE_CONFIG = ROOT / "deploy" / "container" / "config.yaml"
@@ -304,6 +305,12 @@ def test_image_configuration_validates_and_listens_on_all_interfaces(tmp_path: P
     assert settings.tuya.region == "eu"
     volumes = exec_form(last("VOLUME"))
     assert Path(settings.dead_letter.path).parent == Path(volumes[0])
+    # The device catalogue on the same volume, also without $STATE_DIRECTORY.
+    assert catalogue_path(settings) == Path(volumes[0]) / "catalogue.sqlite3"
+    assert settings.catalogue.path is None
+    bare = {key: value for key, value in env.items() if key != "STATE_DIRECTORY"}
+    fallback = settings_from_mapping(yaml.safe_load(IMAGE_CONFIG.read_text()), bare, "image")
+    assert state_directory(fallback) == Path(volumes[0])
     assert last("WORKDIR") == volumes[0]
     environment = " ".join(all_of("ENV"))
     assert f"STATE_DIRECTORY={volumes[0]}" in environment

@@ -24,11 +24,13 @@ import yaml
 
 from tests.support.paths import ROOT
 from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.settings import catalogue_path, state_directory
 
 CHART = ROOT / "deploy" / "helm" / "tuya-events"
 HELM = ROOT / ".cache" / "bin" / "helm"
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
 SECRETS_DIR = "/etc/tuya-events/secrets"
+STATE_DIR = "/var/lib/tuya-events"
 ACCESS_SECRET = "a" * 32
 
 # Prometheus (kube-prometheus-stack) in the namespace "monitoring", as values.yaml suggests.
@@ -238,6 +240,8 @@ def test_rendered_configuration_validates_with_the_daemon_s_loader(tmp_path: Pat
     assert settings.tuya.access_id == "access0id0000000"
     assert settings.http.enabled and settings.http.listen == ("0.0.0.0", 9464)
     assert settings.dead_letter.path == "/var/lib/tuya-events/dead-letters.sqlite3"
+    assert state_directory(settings) == Path(STATE_DIR)
+    assert catalogue_path(settings) == Path(STATE_DIR) / "catalogue.sqlite3"
     assert (tmp_path / "secrets" / "webhook_secret").read_text() == "whsec_x"
 
 
@@ -262,6 +266,7 @@ def test_chart_owns_listen_secret_file_and_dead_letter_path(tmp_path: Path) -> N
         "ready_max_silence": "10m",
     }
     values["config"]["dead_letter"] = {"path": "/tmp/x.sqlite3", "store_plaintext": True}
+    values["config"]["state"] = {"directory": "/tmp"}
     values["service"] = {"port": 9100}
     docs = render(tmp_path, values)
     config = rendered_config(docs)
@@ -272,6 +277,7 @@ def test_chart_owns_listen_secret_file_and_dead_letter_path(tmp_path: Path) -> N
         "path": "/var/lib/tuya-events/dead-letters.sqlite3",
         "store_plaintext": True,
     }
+    assert config["state"] == {"directory": STATE_DIR}
     (port,) = container(docs)["ports"]
     assert port["containerPort"] == 9100
     assert by_kind(docs)["Service"]["spec"]["ports"][0]["port"] == 9100
@@ -305,6 +311,51 @@ def test_config_and_secret_mounts_are_where_the_command_reads(tmp_path: Path) ->
     assert str(Path(secret_file).parent) == mounts["secrets"]
     assert Path(secret_file).name in by_kind(docs)["Secret"]["data"]
     assert str(Path(rendered_config(docs)["dead_letter"]["path"]).parent) == mounts["state"]
+    settings = load_as_the_pod_does(docs, tmp_path)
+    assert str(catalogue_path(settings).parent) == mounts["state"]
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_the_device_catalogue_is_on_the_state_volume(tmp_path: Path, persistent: bool) -> None:
+    """The catalogue file next to the dead letters, on the volume the pod mounts writable (an
+    emptyDir, or the pod's claim): the root file system is read-only."""
+    values = copy.deepcopy(CONFIGURED)
+    values["persistence"] = {"enabled": persistent}
+    docs = render(tmp_path, values)
+    settings = load_as_the_pod_does(docs, tmp_path)
+    path = catalogue_path(settings)
+    (mount,) = [m for m in container(docs)["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+    assert mount["name"] == "state" and not mount.get("readOnly")
+    assert path == Path(mount["mountPath"]) / "catalogue.sqlite3"
+    assert Path(settings.dead_letter.path).parent == path.parent
+    spec = workload(docs)["spec"]
+    if persistent:
+        assert [claim["metadata"]["name"] for claim in spec["volumeClaimTemplates"]] == ["state"]
+    else:
+        (volume,) = [v for v in spec["template"]["spec"]["volumes"] if v["name"] == "state"]
+        assert "emptyDir" in volume
+    assert container(docs)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_catalogue_path_on_the_state_volume_is_kept(tmp_path: Path) -> None:
+    values = copy.deepcopy(CONFIGURED)
+    values["config"]["catalogue"] = {"path": f"{STATE_DIR}/devices/catalogue.sqlite3"}
+    values["config"]["state"] = {"directory": "/elsewhere"}
+    settings = load_as_the_pod_does(render(tmp_path, values), tmp_path)
+    assert catalogue_path(settings) == Path(STATE_DIR) / "devices" / "catalogue.sqlite3"
+    assert state_directory(settings) == Path(STATE_DIR)
+
+
+@pytest.mark.parametrize(
+    "path", ["/tmp/catalogue.sqlite3", "catalogue.sqlite3", f"{STATE_DIR}/../catalogue.sqlite3"]
+)
+def test_a_catalogue_path_off_the_state_volume_is_refused_naming_the_key(
+    tmp_path: Path, path: str
+) -> None:
+    values = values_file(tmp_path, {"config": {"catalogue": {"path": path}}})
+    result = helm("template", "r", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert "config.catalogue.path" in result.stderr and "state volume" in result.stderr
 
 
 # -- the pods ----------------------------------------------------------------------------------
@@ -431,6 +482,7 @@ def test_notes_warn_about_missing_credentials_and_the_empty_dir(tmp_path: Path) 
     assert "config.tuya.access_id is empty" in default
     assert "no Access Secret" in default
     assert "lost" in default and "persistence.enabled=true" in default
+    assert "device catalogue" in default
     assert "11 partitions" in default
     configured = rendered_notes({**CONFIGURED, "persistence": {"enabled": True}})
     assert "WARNING" not in configured and "emptyDir" not in configured

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 
 from tests.support.cli import start_demo, wait_until_serving
 from tests.support.http import http_get
@@ -51,6 +52,9 @@ REQUIRED_ALERTS = {
     "TuyaEventsOpenAPITokenFailures",
     "TuyaEventsDeadLetterWriteFailures",
     "TuyaEventsEventAgeHigh",
+    "TuyaEventsCatalogueQuotaPaused",
+    "TuyaEventsEnrichmentMisses",
+    "TuyaEventsCatalogueCallsFailing",
 }
 
 
@@ -124,6 +128,19 @@ def daemon_metrics() -> list[MetricWrapperBase]:
     return [metric for metric in vars(Metrics()).values() if isinstance(metric, MetricWrapperBase)]
 
 
+def message_count_families() -> list[Metric]:
+    """The per-message families (observability/counting.py: received, events, handler
+    outcomes, enrichment, ...), which a collector yields at scrape time, not metric objects."""
+    return list(Metrics().counts.collect())
+
+
+def family_names() -> set[str]:
+    """Every tuya_events_* family the daemon has, by base name (no _total, _bucket, ...)."""
+    return {metric._name for metric in daemon_metrics()} | {
+        family.name for family in message_count_families()
+    }
+
+
 @dataclass
 class Exposition:
     """Series names a scrape of the daemon yields, with the label names each can carry."""
@@ -163,6 +180,11 @@ class Exposition:
             for suffix in suffixes:
                 if metric._name + suffix in series:
                     series[metric._name + suffix].update(metric._labelnames)
+        # And of the per-message families (enrichment outcomes before the first event, ...).
+        for family in message_count_families():
+            for suffix in SUFFIXES.get(family.type, ("",)):
+                if family.name + suffix in series:
+                    series[family.name + suffix].update(family._labelnames)
         return cls(series)
 
     def problems(self, where: str, expr: str, legend: str = "") -> list[str]:
@@ -280,7 +302,7 @@ def test_every_metric_the_dashboard_and_alerts_use_is_on_the_live_metrics_page(
     assert not problems, "\n".join(problems)
     # The demo exposes what the daemon does: every tuya_events family is on the page, and the
     # dashboard shows every one of them.
-    families = {metric._name for metric in daemon_metrics()}
+    families = family_names()
     shown = {
         family
         for family in families
@@ -423,7 +445,8 @@ def test_dashboard_is_well_formed_for_grafana() -> None:
     assert len(ids) == len(set(ids)), "panel ids are not unique"
     rows = [panel["title"] for panel in panels if panel["type"] == "row"]
     assert rows == [
-        "Overview", "Throughput", "Errors", "Latency", "Lag", "Dependencies", "Runtime",
+        "Overview", "Throughput", "Errors", "Latency", "Lag", "Dependencies", "Devices",
+        "Runtime",
     ]  # fmt: skip
     occupied: set[tuple[int, int]] = set()
     for panel in panels:
@@ -447,3 +470,91 @@ def test_dashboard_is_well_formed_for_grafana() -> None:
             # Every selector follows the job and instance variables.
             for name, matched in parse_promql(target["expr"]).metrics.items():
                 assert {"job", "instance"} <= matched, (panel["title"], name)
+
+
+def row_panels(dashboard: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels of one row: those after its row panel, up to the next row."""
+    panels = dashboard["panels"]
+    start = next(
+        i for i, panel in enumerate(panels) if panel["type"] == "row" and panel["title"] == title
+    )
+    found = []
+    for panel in panels[start + 1 :]:
+        if panel["type"] == "row":
+            break
+        found.append(panel)
+    return found
+
+
+def test_devices_row_shows_every_catalogue_and_enrichment_metric() -> None:
+    """The catalogue's families, each on the Devices row (not only somewhere), and the share
+    of enriched events computed over the events of a device (no_device left out)."""
+    panels = row_panels(load_dashboard(), "Devices")
+    used: set[str] = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            used |= parse_promql(target["expr"]).metrics.keys()
+    wanted = {name for name in family_names() if "catalogue" in name or "enrichment" in name}
+    assert len(wanted) >= 8, sorted(wanted)
+    missing = {
+        name for name in wanted if not any(n == name or n.startswith(name + "_") for n in used)
+    }
+    assert not missing, f"not on the Devices row: {sorted(missing)}"
+    (share,) = [panel for panel in panels if panel["title"] == "Enriched share"]
+    assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    for target in share["targets"]:
+        numerator, denominator = target["expr"].split(" / ")
+        assert "no_device" not in target["expr"]
+        assert "hit" in numerator and 'outcome=~"hit|waited|timed_out|unknown"' in denominator
+    (paused,) = [panel for panel in panels if panel["title"] == "Catalogue paused"]
+    mapping = paused["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert mapping["1"]["text"] == "PAUSED" and mapping["1"]["color"] == "red"
+
+
+@pytest.mark.parametrize(
+    ("needle", "change", "failure"),
+    [
+        # The pause alert waiting 10 minutes instead of 5.
+        (
+            "max by (job, instance) (tuya_events_catalogue_paused) == 1\n        for: 5m",
+            ("for: 5m", "for: 10m"),
+            "alertname: TuyaEventsCatalogueQuotaPaused, time: 7m",
+        ),
+        # The misses alert at 20% (instance a misses 19%).
+        (
+            "            > 0.1\n",
+            ("0.1", "0.2"),
+            "alertname: TuyaEventsEnrichmentMisses, time: 16m",
+        ),
+        # The misses alert without "while hits exist": c (no hit at all) fires too.
+        (
+            "sum by (job, instance) "
+            '(rate(tuya_events_enrichment_total{outcome=~"hit|waited"}[15m])) > 0',
+            ("> 0", ">= 0"),
+            "alertname: TuyaEventsEnrichmentMisses, time: 16m",
+        ),
+        # Calls failing counted with their successes: b (failing, succeeding too) fires.
+        (
+            'increase(tuya_events_catalogue_calls_total{outcome="success"}[15m])\n',
+            ('outcome="success"', 'outcome="none"'),
+            "alertname: TuyaEventsCatalogueCallsFailing, time: 31m",
+        ),
+        # Calls failing while paused: c fires too.
+        (
+            "          unless on (job, instance)\n          max by (job, instance) "
+            "(tuya_events_catalogue_paused) == 1\n        for: 30m",
+            ("== 1", "== 2"),
+            "alertname: TuyaEventsCatalogueCallsFailing, time: 31m",
+        ),
+    ],
+)
+def test_catalogue_alert_unit_tests_fail_when_a_catalogue_alert_changes(
+    tmp_path: Path, needle: str, change: tuple[str, str], failure: str
+) -> None:
+    rules = RULES.read_text()
+    assert rules.count(needle) == 1, needle
+    (tmp_path / RULES.name).write_text(rules.replace(needle, needle.replace(*change)))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert failure in result.stdout + result.stderr

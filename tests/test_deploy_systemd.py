@@ -32,9 +32,11 @@ import yaml
 
 from tests.support.cli import start_demo
 from tests.support.paths import ROOT, TUYA_EVENTS
+from tuya_events.catalogue.store import CatalogueStore
 from tuya_events.cli.main import build_parser
 from tuya_events.config import ConfigError
 from tuya_events.config.loader import settings_from_mapping
+from tuya_events.config.settings import catalogue_path, state_directory
 from tuya_events.config.types import parse_duration
 
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -253,6 +255,30 @@ def test_sample_configuration_reads_the_credential_and_the_state_directory(tmp_p
     settings = sample_settings(tmp_path)
     assert settings.tuya.access_secret.get_secret_value() == SECRET
     assert settings.dead_letter.path == str(tmp_path / "state" / "dead-letters.sqlite3")
+
+
+def test_the_device_catalogue_lands_in_the_state_directory(tmp_path: Path) -> None:
+    """The only directory the unit lets the service write (ProtectSystem=strict): the sample
+    names it as state.directory, and the catalogue file is created there."""
+    settings = sample_settings(tmp_path)
+    state = tmp_path / "state"
+    assert settings.state.directory == str(state)
+    assert settings.catalogue.path is None, "catalogue.path would leave the state directory"
+    assert catalogue_path(settings) == state / "catalogue.sqlite3"
+    with CatalogueStore(catalogue_path(settings)) as store:
+        assert store.load() == []
+    assert (state / "catalogue.sqlite3").is_file()
+    assert state_directory(settings) == state
+    # Outside the service (root running `devices list` by hand): the unit's state directory.
+    tree = yaml.safe_load(SAMPLE_CONFIG.read_text())
+    unit_state = f"/var/lib/{one('StateDirectory')}"
+    assert unit_state == one("WorkingDirectory")
+    assert tree["state"]["directory"] == f"${{STATE_DIRECTORY:-{unit_state}}}"
+    outside = settings_from_mapping(
+        tree, {"CREDENTIALS_DIRECTORY": str(tmp_path / "credentials")}, source="sample"
+    )
+    assert catalogue_path(outside) == Path(unit_state) / "catalogue.sqlite3"
+    assert "catalogue" in UNIT.read_text(), "the unit's comments name what the state holds"
 
 
 def test_outside_the_service_the_sample_configuration_reads_the_files_themselves() -> None:

@@ -518,6 +518,151 @@ def dependencies() -> list[Panel]:
     return panels
 
 
+def devices() -> list[Panel]:
+    """The device catalogue and enrichment (docs/operating.md, "The device catalogue")."""
+    enrichment = "tuya_events_enrichment_total"
+    calls = "tuya_events_catalogue_calls_total"
+    # Events of a device: every outcome but no_device (an event that names no device).
+    of_devices = f'{enrichment}{{{SEL}, outcome=~"hit|waited|timed_out|unknown"}}'
+
+    def share(outcomes: str) -> str:
+        return (
+            f'sum by (instance) (rate({enrichment}{{{SEL}, outcome=~"{outcomes}"}}{RATE}))'
+            f" / sum by (instance) (rate({of_devices}{RATE}))"
+        )
+
+    return [
+        stat(
+            "Catalogue devices",
+            "Devices in the local catalogue (catalogue.path): what enrichment can name without"
+            " an OpenAPI call.",
+            [(f"tuya_events_catalogue_devices{{{SEL}}}", "{{instance}}")],
+            height=8,
+        ),
+        stat(
+            "Catalogue paused",
+            "PAUSED: Tuya refused the catalogue's calls (quota or subscription, 2884xxxx) and it"
+            " makes none for catalogue.quota_pause; events go on without names meanwhile"
+            " (alert TuyaEventsCatalogueQuotaPaused).",
+            [(f"tuya_events_catalogue_paused{{{SEL}}}", "{{instance}}")],
+            mappings=value_map(("0", "CALLING", "green"), ("1", "PAUSED", "red")),
+            height=8,
+        ),
+        stat(
+            "Catalogue calls (time range)",
+            "OpenAPI calls the catalogue made in the dashboard's time range, by call. A trial"
+            " project's quota is about 26,000 calls a month, for everything that uses its keys.",
+            [(f"sum by (call) (increase({calls}{{{SEL}}}[$__range]))", "{{call}}")],
+            height=8,
+        ),
+        timeseries(
+            "Enrichment outcomes",
+            "Events per second by outcome: hit (device known), waited (known after waiting for"
+            " its lookup), timed_out (went on unenriched after enrichment.max_wait), unknown"
+            " (went on unenriched at once: lookup failed, paused, or asked again later),"
+            " no_device (the event names no device).",
+            [
+                (
+                    f"sum by (outcome) (rate({enrichment}{{{SEL}}}{RATE}))",
+                    "{{outcome}}",
+                )
+            ],
+            unit="ops",
+            width=12,
+            stack=True,
+        ),
+        timeseries(
+            "Enriched share",
+            "Share of the events of a device that carried its names: hits alone, and hits plus"
+            " the events that waited for a lookup. The rest went on without names (alert"
+            " TuyaEventsEnrichmentMisses above 10% of them).",
+            [
+                (share("hit"), "hits {{instance}}"),
+                (share("hit|waited"), "hits + waited {{instance}}"),
+            ],
+            unit="percentunit",
+        ),
+        timeseries(
+            "Enrichment wait",
+            "How long the messages of a device seen for the first time waited for its lookup,"
+            " p50 / p99 (at most enrichment.max_wait), and such waits per second.",
+            [
+                *(
+                    (
+                        f"histogram_quantile({q}, sum by (le) "
+                        f"(rate(tuya_events_enrichment_wait_seconds_bucket{{{SEL}}}{RATE})))",
+                        f"p{round(q * 100)}",
+                    )
+                    for q in (0.5, 0.99)
+                ),
+                (
+                    f"sum(rate(tuya_events_enrichment_wait_seconds_count{{{SEL}}}{RATE}))",
+                    "waits/s",
+                ),
+            ],
+            unit="s",
+        ),
+        timeseries(
+            "Catalogue calls by call and outcome",
+            "Calls per second: list, details (batched), specification (one per product), status;"
+            " outcome success or the Tuya code (1106, 28841004, ...), network_error, timeout,"
+            " http_5xx (alert TuyaEventsCatalogueCallsFailing when none succeeds for 30 minutes).",
+            [
+                (
+                    f"sum by (call, outcome) (rate({calls}{{{SEL}}}{RATE}))",
+                    "{{call}} {{outcome}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        timeseries(
+            "Catalogue pauses",
+            "1 while the catalogue is paused after a quota or subscription error, and the"
+            " pauses that began per hour by Tuya code (28841004 quota spent, 28841002"
+            " subscription expired, 28841101 / 28841105 not subscribed or not authorized).",
+            [
+                (
+                    f"max by (instance) (tuya_events_catalogue_paused{{{SEL}}})",
+                    "paused {{instance}}",
+                ),
+                (
+                    f"sum by (code) (increase(tuya_events_catalogue_pauses_total{{{SEL}}}[1h]))",
+                    "pauses/h {{code}}",
+                ),
+            ],
+        ),
+        timeseries(
+            "Lookup failures",
+            "Devices the catalogue could not fetch, per second, by reason: not_found (the"
+            " OpenAPI does not know it), a Tuya code, network_error, timeout. Each is asked"
+            " again after catalogue.retry_failed (an unreachable OpenAPI: with backoff).",
+            [
+                (
+                    f"sum by (reason) "
+                    f"(rate(tuya_events_catalogue_lookup_failures_total{{{SEL}}}{RATE}))",
+                    "{{reason}}",
+                )
+            ],
+            unit="ops",
+        ),
+        timeseries(
+            "Device refreshes",
+            "Devices fetched per second, by trigger: first_seen (an unknown device's first"
+            " event), event (a rename or binding), periodic (older than"
+            " catalogue.refresh_interval), sync (start-up or tuya-events devices sync).",
+            [
+                (
+                    f"sum by (trigger) "
+                    f"(rate(tuya_events_catalogue_device_refreshes_total{{{SEL}}}{RATE}))",
+                    "{{trigger}}",
+                )
+            ],
+            unit="ops",
+            stack=True,
+        ),
+    ]
+
+
 def runtime() -> list[Panel]:
     return [
         timeseries(
@@ -592,6 +737,7 @@ ROWS = (
     ("Latency", latency),
     ("Lag", lag),
     ("Dependencies", dependencies),
+    ("Devices", devices),
     ("Runtime", runtime),
 )
 

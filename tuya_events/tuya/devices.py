@@ -12,7 +12,7 @@ means is ``value / 10**scale`` (235 with scale 1 is 23.5). Other types are passe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -278,18 +278,11 @@ class Device:
 
     def with_name(self, name: str) -> Device:
         """After a rename event that carries the new name."""
-        return make_device(
-            {**self.details(), "name": name}, list(self.points.values()), self.fetched_at_ms,
-            self.specification_fetched_at_ms,
-        )  # fmt: skip
+        return replace(self, name=_text(name))
 
     def with_online(self, online: bool) -> Device:
-        if self.online is online:
-            return self
-        return make_device(
-            {**self.details(), "online": online}, list(self.points.values()),
-            self.fetched_at_ms, self.specification_fetched_at_ms,
-        )  # fmt: skip
+        """After online/offline: the same points, shared (an event flips this often)."""
+        return self if self.online is online else replace(self, online=online)
 
 
 class _Unknown:

@@ -51,7 +51,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The daemon's configuration: .Values.config with the keys the chart owns set. Secret keys given
-inline are dropped in favour of the mounted file.
+inline are dropped in favour of the mounted file. state.directory is the state volume, so the
+device catalogue (catalogue.sqlite3) lands on it next to the dead letters; a catalogue.path off
+that volume is refused, as the root file system is read-only.
 */}}
 {{- define "tuya-events.config" -}}
 {{- $config := deepCopy (default (dict) .Values.config) }}
@@ -67,6 +69,17 @@ inline are dropped in favour of the mounted file.
 {{- $deadLetter := deepCopy (default (dict) (get $config "dead_letter")) }}
 {{- $_ := set $deadLetter "path" (printf "%s/dead-letters.sqlite3" (include "tuya-events.stateDir" .)) }}
 {{- $_ := set $config "dead_letter" $deadLetter }}
+{{- $stateDir := include "tuya-events.stateDir" . }}
+{{- $state := deepCopy (default (dict) (get $config "state")) }}
+{{- $_ := set $state "directory" $stateDir }}
+{{- $_ := set $config "state" $state }}
+{{- $catalogue := default (dict) (get $config "catalogue") }}
+{{- if and (kindIs "map" $catalogue) (get $catalogue "path") }}
+{{- $path := toString (get $catalogue "path") }}
+{{- if not (hasPrefix (printf "%s/" $stateDir) (clean $path)) }}
+{{- fail (printf "config.catalogue.path %q is not on the state volume %s (the only writable place in the pod): leave it unset, the catalogue then is %s/catalogue.sqlite3" $path $stateDir $stateDir) }}
+{{- end }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
