@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from tuya_events.assembly import build_pipeline, enrichment, started_handlers
 from tuya_events.catalogue.catalogue import Catalogue
 from tuya_events.config.errors import ConfigError
-from tuya_events.config.settings import Settings
+from tuya_events.config.settings import Settings, state_directory
 from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.delivery import Delivery
 from tuya_events.handlers.base import HandlerContext
@@ -30,7 +30,12 @@ from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.pipeline import DeadLetterSink
 from tuya_events.pipeline.routes import Route
+from tuya_events.resync.record import FILE_NAME as RECORD_FILE
+from tuya_events.resync.record import ConsumptionRecord
+from tuya_events.resync.resync import RESYNC_TOPIC, Resyncer
+from tuya_events.resync.watch import GapWatcher
 from tuya_events.transport.base import Source
+from tuya_events.tuya.codec import TuyaEncoder
 
 log = get_logger("tuya_events.daemon")
 
@@ -80,6 +85,7 @@ class Daemon:
         # What the handlers were built with (their shared OpenAPI client is the catalogue's).
         self.context = context or HandlerContext(settings, self.metrics)
         self.catalogue: Catalogue | None = None
+        self.gaps: GapWatcher | None = None
         self.pipeline = build_pipeline(
             settings, self.routes, dead_letters, self._acknowledge, self.metrics
         )
@@ -99,6 +105,8 @@ class Daemon:
     # -- hooks --------------------------------------------------------------------------------
 
     def _acknowledge(self, delivery: Delivery, dead_lettered: bool) -> None:
+        if delivery.topic == RESYNC_TOPIC:  # made here from the OpenAPI: nothing to acknowledge
+            return
         self.source.acknowledge(delivery)
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -139,6 +147,9 @@ class Daemon:
                 # brings up (the demo's cloud); before the first message is received.
                 async with enrichment(self.settings, self.context, self.pipeline) as catalogue:
                     self.catalogue = catalogue
+                    self.gaps = self._gap_watcher(catalogue)
+                    if self.gaps is not None:
+                        self.gaps.started()
                     self.health.started = True
                     monitor = loop.create_task(self._watch_connection())
                     names = [route.name for route in self.routes]
@@ -149,12 +160,33 @@ class Daemon:
                         await self._receive_until_stopped()
                     finally:
                         monitor.cancel()
+                        if self.gaps is not None:
+                            await self.gaps.close(self.source.connected())
                     return await self._drain()
         finally:
             await self.source.close()
             if self.http is not None:
                 await self.http.stop()
             self.systemd.close()
+
+    def _gap_watcher(self, catalogue: Catalogue | None) -> GapWatcher | None:
+        """Resync after gaps: needs the catalogue (the devices to ask about)."""
+        settings = self.settings
+        if catalogue is None or not settings.resync.enabled:
+            return None
+        tuya = settings.tuya
+        resyncer = Resyncer(
+            catalogue,
+            TuyaEncoder(tuya.access_id, tuya.access_secret.get_secret_value()),
+            self.pipeline.submit,
+            self.pipeline.wait_for_capacity,
+            self.metrics,
+            retry_delays=settings.resync.retry_delays,
+        )
+        record = ConsumptionRecord(
+            state_directory(settings) / RECORD_FILE, settings.resync.record_interval
+        )
+        return GapWatcher(settings.resync, record, resyncer, self.metrics)
 
     async def _listen(self, http: HttpServer) -> None:
         """Start the HTTP listener; an address it cannot take is the operator's to fix."""
@@ -207,8 +239,12 @@ class Daemon:
                 if connected:
                     log.info("connected to the message service")
                     self.systemd.status("consuming: connected to the message service")
+                    if was_connected is False and self.gaps is not None:
+                        self.gaps.reconnected()
                 elif was_connected is not None:
                     log.warning("lost the connection to the message service; reconnecting")
                     self.systemd.status("reconnecting: lost the connection to the message service")
                 was_connected = connected
+            if connected and self.gaps is not None:
+                await self.gaps.consuming()
             await asyncio.sleep(CONNECTION_CHECK_SECONDS)

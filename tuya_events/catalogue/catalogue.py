@@ -42,6 +42,7 @@ FIRST_SEEN = "first_seen"
 EVENT = "event"
 PERIODIC = "periodic"
 SYNC = "sync"
+RESYNC = "resync"
 
 # A burst of new devices within this window shares one batch call.
 BATCH_WINDOW = 0.02
@@ -74,6 +75,8 @@ class DeviceDirectory(Protocol):
     async def details(self, device_ids: Sequence[str]) -> dict[str, Device]: ...
 
     async def specification(self, device_id: str) -> dict[str, DataPoint]: ...
+
+    async def status(self, device_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]: ...
 
 
 class Paused(Exception):
@@ -146,7 +149,7 @@ class Catalogue:
         if metrics is not None:
             metrics.catalogue_devices.set_function(lambda: len(self.devices))
             metrics.catalogue_paused.set_function(lambda: 1.0 if self.paused else 0.0)
-            for trigger in (FIRST_SEEN, EVENT, PERIODIC, SYNC):
+            for trigger in (FIRST_SEEN, EVENT, PERIODIC, SYNC, RESYNC):
                 metrics.catalogue_refreshes.labels(trigger)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -300,7 +303,7 @@ class Catalogue:
                 try:
                     shared = await self._specify(merged, force=False)
                 except OpenApiError as error:
-                    if self._pause_on(error):
+                    if self.pause_on(error):
                         report.paused = True
                         break
                     report.failures[device.id] = error.reason
@@ -321,13 +324,37 @@ class Catalogue:
                     self._save_pending.pop(gone, None)
                     report.removed += 1
         except OpenApiError as error:
-            if not self._pause_on(error):
+            if not self.pause_on(error):
                 raise
             report.paused = True
         finally:
             report.calls = self.calls - calls_before
             await self._flush()
         return report
+
+    async def refresh_details(self, device_ids: Sequence[str]) -> dict[str, Device]:
+        """Fresh details of these devices (a resync's first call), merged into the catalogue;
+        a device new to it gets its specification too."""
+        if self.directory is None:
+            raise RuntimeError("the catalogue has no OpenAPI to ask")
+        found = await self._details(list(device_ids), RESYNC)
+        merged = {}
+        for device_id, device in found.items():
+            known = self.devices.get(device_id)
+            device = self._merge(device)
+            if known is None or not known.points:
+                await self._specify(device, force=False)
+                device = self.devices[device_id]
+            else:
+                self._replace(device)
+            merged[device_id] = device
+        return merged
+
+    async def directory_status(self, device_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The current status items of these devices (batched)."""
+        if self.directory is None:
+            raise RuntimeError("the catalogue has no OpenAPI to ask")
+        return await self.directory.status(list(device_ids))
 
     # -- the background task ------------------------------------------------------------------
 
@@ -356,6 +383,8 @@ class Catalogue:
                 await self._fetch_wanted()
                 if self._clock() - last_periodic >= PERIODIC_CHECK:
                     last_periodic = self._clock()
+                    if self.paused:
+                        await self._reread_pause()
                     self._want_stale()
                     await self._fetch_wanted()
             except Exception:  # never let the catalogue's task die on a bug: log, go on
@@ -363,6 +392,19 @@ class Catalogue:
                 self._resolve(list(self._lookups))
                 await asyncio.sleep(1.0)
             await self._flush()
+
+    async def _reread_pause(self) -> None:
+        """``devices sync --force`` may have ended the pause in the file: follow it."""
+        if self.store is None:
+            return
+        try:
+            stored = await asyncio.to_thread(self.store.meta, PAUSED_UNTIL_KEY)
+            until = float(stored) if stored else 0.0
+        except Exception:  # the file is the CLI's too: never fail on it
+            return
+        if until < self.paused_until:
+            self.paused_until = until
+            log.info("device catalogue: the pause was ended (devices sync --force); calling again")
 
     def _want(self, device_id: str, trigger: str) -> None:
         self._wanted.setdefault(device_id, trigger)
@@ -428,14 +470,14 @@ class Catalogue:
             try:
                 await self._specify(device, force=triggers[device.id] == PERIODIC)
             except OpenApiError as error:
-                if not self._pause_on(error):
+                if not self.pause_on(error):
                     self._replace(device)  # known by name; the specification comes later
                     self._failed(device.id, error.reason, self._retry_delay(error))
             finally:
                 self._resolve([device.id])
 
     def _batch_failed(self, ids: list[str], error: OpenApiError) -> None:
-        if self._pause_on(error):
+        if self.pause_on(error):
             return
         delay = self._retry_delay(error)
         for device_id in ids:
@@ -523,7 +565,7 @@ class Catalogue:
         known = self.devices.get(fetched.id)
         return known.with_details(fetched) if known is not None else fetched
 
-    def _pause_on(self, error: OpenApiError) -> bool:
+    def pause_on(self, error: OpenApiError) -> bool:
         """On a quota or subscription error: stop calling for ``quota_pause``. True if so."""
         if error.code is None or not is_subscription_code(error.code):
             return False

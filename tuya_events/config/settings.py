@@ -126,6 +126,18 @@ class CatalogueSettings(Section):
     sync_on_start: bool = True
 
 
+class ResyncSettings(Section):
+    """``resync:``: after a gap longer than Tuya keeps messages, the devices' current status."""
+
+    enabled: bool = True
+    # A gap (since we last consumed) longer than this starts a resync; Tuya keeps about 2 h.
+    after: Duration = Field(default=6300.0, gt=0)
+    # Devices the OpenAPI could not answer for (an outage) are tried again after each of these.
+    retry_delays: list[Duration] = Field(default_factory=lambda: [30.0, 60.0, 120.0, 300.0, 600.0])
+    # How often the daemon records that it is consuming (the gap's resolution).
+    record_interval: Duration = Field(default=10.0, gt=0)
+
+
 class EnrichmentSettings(Section):
     """``enrichment:``: names, units and scaled values on every event, from the catalogue."""
 
@@ -265,6 +277,7 @@ class Settings(Section):
     state: StateSettings = StateSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     enrichment: EnrichmentSettings = EnrichmentSettings()
+    resync: ResyncSettings = ResyncSettings()
     handlers: list[HandlerSettings] = Field(default_factory=_default_handlers)
 
     def handler_names(self) -> list[str]:

@@ -195,6 +195,34 @@ class Metrics:
             self.openapi_token_refreshes.labels(outcome)
         self._http_listener_metrics(r)
         self._catalogue_metrics(r)
+        self._resync_metrics(r)
+
+    def _resync_metrics(self, r: CollectorRegistry) -> None:
+        """Gaps in consumption and the resyncs that fill them (tuya_events/resync/)."""
+        self.resync_gap = Gauge(
+            f"{PREFIX}_consumption_gap_seconds",
+            "The last gap in consumption, measured at start (since the last record of consuming) "
+            "or on reconnecting to the message service.",
+            registry=r,
+        )
+        self.resync_gap_at = Gauge(
+            f"{PREFIX}_consumption_gap_timestamp_seconds",
+            "When the last gap was measured.",
+            registry=r,
+        )
+        self.resync_runs = Counter(
+            f"{PREFIX}_resync_runs",
+            "Resyncs started, by trigger: start (a gap at start), reconnect, command.",
+            ["trigger"],
+            registry=r,
+        )
+        self.resync_devices = Counter(
+            f"{PREFIX}_resync_devices",
+            "Devices resynced (a status event from the OpenAPI) or failed, per resync.",
+            ["outcome"],
+            registry=r,
+        )
+        self.resync_running = Gauge(f"{PREFIX}_resync_running", "Resyncs in progress.", registry=r)
 
     def _catalogue_metrics(self, r: CollectorRegistry) -> None:
         """The device catalogue (tuya_events/catalogue/): what it knows, what it asks."""

@@ -26,6 +26,7 @@ class MemorySource:
         # What a broker restart could still hand out again (its last acks not yet persisted).
         self._recently_acknowledged: deque[Delivery] = deque(maxlen=RECENT_ACKS)
         self.closed = False
+        self.online = True  # a test sets it False for a broker it cannot reach
 
     def publish(
         self,
@@ -96,7 +97,7 @@ class MemorySource:
             self._recently_acknowledged.append(delivery)
 
     def connected(self) -> bool:
-        return not self.closed
+        return self.online and not self.closed
 
     async def close(self) -> None:
         self.closed = True
