@@ -4,6 +4,7 @@ fake Tuya OpenAPI (signatures, tokens and every call counted)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +39,15 @@ def cloud() -> Iterator[FakeTuyaOpenApi]:
         yield server
 
 
-def config(tmp_path: Path, cloud: FakeTuyaOpenApi, **sections: dict) -> Path:
+def config(
+    tmp_path: Path, cloud: FakeTuyaOpenApi, handlers: list[dict] | None = None, **sections: dict
+) -> Path:
     tree = settings_tree(
-        tmp_path, tuya={"openapi_url": cloud.url}, enrichment={"enabled": True}, **sections
+        tmp_path,
+        handlers,
+        tuya={"openapi_url": cloud.url},
+        enrichment={"enabled": True},
+        **sections,
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tree))
@@ -134,3 +141,26 @@ def test_decrypt_event_is_enriched_from_the_local_catalogue(
     body, _ = ENCODER.encode(unknown, em="aes_ecb", protocol=4)
     result = run_cli("decrypt", "--event", "-c", path, body.decode())
     assert json.loads(result.stdout)["device"] == {"known": False}
+
+
+def test_resync_runs_every_device_s_status_through_the_handlers(
+    tmp_path: Path, cloud: FakeTuyaOpenApi
+) -> None:
+    cloud.state[SENSOR] = {"va_temperature": 198, "mode": "eco"}
+    cloud.state[PLUG] = {"cur_power": 1234}
+    database = tmp_path / "events.sqlite3"
+    path = config(tmp_path, cloud, handlers=[{"type": "database", "path": str(database)}])
+    result = run_cli("resync", "-c", path, "--json")  # an empty catalogue is synced first
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["devices"], summary["resynced"], summary["handled"]) == (3, 3, 3)
+    assert summary["failures"] == {}
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT device_id, code, value, scaled, unit FROM tuya_latest_status")
+        latest = {(row[0], row[1]): row[2:] for row in rows}
+    assert latest[(SENSOR, "va_temperature")] == ("198", "19.8", "℃")
+    assert latest[(PLUG, "cur_power")] == ("1234", "123.4", "W")
+    one = run_cli("resync", "-c", path, "--device", PLUG, "--device", "bfnothere")
+    assert one.returncode == 1
+    assert "failed: bfnothere: not_found" in one.stderr
+    assert "1 of 2 devices resynced" in one.stderr

@@ -19,6 +19,7 @@ from tuya_events.cli.exits import FAILURE, NO_INPUT, TEMPFAIL, UNAVAILABLE, CliE
 from tuya_events.config import load_settings
 from tuya_events.config.secrets import secret_values
 from tuya_events.config.settings import Settings, catalogue_path
+from tuya_events.observability.logging import configure_logging
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.tuya.devices import Device
 
@@ -65,6 +66,7 @@ def add_parser(
 def run_sync(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     REDACTOR.add(secret_values(settings))
+    configure_logging(settings.logging.level, settings.logging.format)  # stderr: stdout is ours
     progress = not args.no_progress and sys.stderr.isatty()
     report = asyncio.run(_sync(settings, args.device, progress, args.force))
     summary = {

@@ -20,6 +20,7 @@ from tuya_events.cli.exits import FAILURE, NO_INPUT, SOFTWARE, USAGE, CliError
 from tuya_events.config import Settings, load_settings
 from tuya_events.deadletter import DeadLetterStore, DeadLetterStoreError, RecordFilter, parse_time
 from tuya_events.deadletter.render import format_detail, format_table, table_row
+from tuya_events.observability.logging import configure_logging
 
 REPLAY_MODULE = "tuya_events.deadletter.replay"
 
@@ -262,6 +263,7 @@ def _report(result: Any) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     filters = record_filter(args)
     settings: Settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)  # to stderr
     path = _existing(args.store or settings.dead_letter.path)
     try:
         from tuya_events.deadletter.replay import replay_records
