@@ -90,6 +90,8 @@ class FileRecorder(BaseHandler):
         if event.device is not None:  # enrichment is on: what it gave this event
             line["name"] = event.device.name
             line["scaled"] = first.scaled if first is not None else None
+        if "_tuya_events" in event.document:  # made by the daemon: a resync event
+            line["resync"] = True
         assert self._fd is not None
         os.write(self._fd, orjson.dumps(line) + b"\n")
 
