@@ -263,3 +263,29 @@ def test_every_commented_handler_example_builds(tmp_path: Path) -> None:
     settings = settings_from_mapping(tree, {"STATE_DIRECTORY": str(tmp_path)})
     routes = routes_of(settings)
     assert {route.name for route in routes} == names
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1h45m", 6300.0),
+        ("2d12h", 216000.0),
+        ("1m30s", 90.0),
+        ("1s500ms", 1.5),
+        ("90", 90.0),
+        ("250ms", 0.25),
+        ("1.5h", 5400.0),
+    ],
+)
+def test_durations_may_be_compound(text: str, seconds: float) -> None:
+    from tuya_events.config.types import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "45m1h", "1h1h", "1.5h30m", "-5s", "1 h 2"])
+def test_malformed_durations_are_refused(text: str) -> None:
+    from tuya_events.config.types import parse_duration
+
+    with pytest.raises(ValueError, match="1h45m"):
+        parse_duration(text)
