@@ -32,7 +32,7 @@ from tuya_events.pipeline.pipeline import DeadLetterSink
 from tuya_events.pipeline.routes import Route
 from tuya_events.resync.record import FILE_NAME as RECORD_FILE
 from tuya_events.resync.record import ConsumptionRecord
-from tuya_events.resync.resync import RESYNC_TOPIC, Resyncer
+from tuya_events.resync.resync import ResyncDelivery, Resyncer
 from tuya_events.resync.watch import GapWatcher
 from tuya_events.transport.base import Source
 from tuya_events.tuya.codec import TuyaEncoder
@@ -105,7 +105,7 @@ class Daemon:
     # -- hooks --------------------------------------------------------------------------------
 
     def _acknowledge(self, delivery: Delivery, dead_lettered: bool) -> None:
-        if delivery.topic == RESYNC_TOPIC:  # made here from the OpenAPI: nothing to acknowledge
+        if type(delivery) is ResyncDelivery:  # made here from the OpenAPI: nothing to acknowledge
             return
         self.source.acknowledge(delivery)
 

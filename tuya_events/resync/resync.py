@@ -41,6 +41,13 @@ COMMAND = "command"
 TRIGGERS = (START, RECONNECT, COMMAND)
 
 
+class ResyncDelivery(Delivery):
+    """A resync event's delivery: made here, so there is nothing to acknowledge. Told apart by
+    its class (one type check per message, where reading a Pulsar message's topic costs more)."""
+
+    __slots__ = ()
+
+
 def describe_gap(seconds: float) -> str:
     """``3h12m``, ``45m``, ``20s``: how long we were away, as a person says it."""
     seconds = int(seconds)
@@ -248,7 +255,7 @@ class Resyncer:
         body, properties = self.encoder.encode(document, em=EM_ECB, protocol=protocol, t_ms=t_ms)
         await self.wait_for_capacity()
         self.submit(
-            Delivery(
+            ResyncDelivery(
                 body=body,
                 properties=properties,
                 message_id=message_id,
