@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from tuya_events.catalogue.catalogue import Catalogue
@@ -29,6 +29,7 @@ from tuya_events.pipeline.pipeline import DeadLetterSink, Pipeline
 from tuya_events.pipeline.policy import RetryPolicy
 from tuya_events.pipeline.routes import Route
 from tuya_events.tuya.codec import TuyaCodec, parse_protocol
+from tuya_events.tuya.events import Event
 
 log = get_logger("tuya_events.assembly")
 
@@ -198,19 +199,50 @@ async def opened_catalogue(
             await entry.release()
 
 
+def before_routing(
+    enrich: Callable[[Event], Awaitable[None] | None] | None,
+    notices: Callable[[Event], None] | None,
+) -> Callable[[Event], Awaitable[None] | None] | None:
+    """The pipeline's step before routing: notices watched (they return at once for other
+    kinds), then enrichment; None when neither is on, so the pipeline skips the step."""
+    if notices is None:
+        return enrich
+    if enrich is None:
+
+        def watch_only(event: Event) -> None:
+            notices(event)
+
+        return watch_only
+    enriching = enrich  # narrowed for the closure
+
+    def watch_then_enrich(event: Event) -> Awaitable[None] | None:
+        notices(event)
+        return enriching(event)
+
+    return watch_then_enrich
+
+
 @contextlib.asynccontextmanager
 async def enrichment(
-    settings: Settings, context: HandlerContext, pipeline: Pipeline
+    settings: Settings,
+    context: HandlerContext,
+    pipeline: Pipeline,
+    notices: Callable[[Event], None] | None = None,
 ) -> AsyncIterator[Catalogue | None]:
     """The running catalogue feeding ``pipeline``'s enrichment, as ``enrichment:`` says;
-    None when it is off (events then carry no ``device``, exactly as before it existed)."""
+    None when it is off (events then carry no ``device``, exactly as before it existed).
+    ``notices`` (the notice watcher's ``observe``) sees every event first."""
     if not settings.enrichment.enabled:
-        yield None
+        pipeline.set_enrichment(before_routing(None, notices))
+        try:
+            yield None
+        finally:
+            pipeline.set_enrichment(None)
         return
     from tuya_events.catalogue.enrich import Enricher
 
     async with opened_catalogue(settings, context) as catalogue:
-        pipeline.set_enrichment(Enricher(catalogue, context.metrics))
+        pipeline.set_enrichment(before_routing(Enricher(catalogue, context.metrics), notices))
         try:
             yield catalogue
         finally:

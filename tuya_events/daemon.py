@@ -27,6 +27,7 @@ from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import get_logger
 from tuya_events.observability.metrics import Metrics
+from tuya_events.observability.notices import NoticeWatcher
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.pipeline import DeadLetterSink
 from tuya_events.pipeline.routes import Route
@@ -145,7 +146,11 @@ class Daemon:
                 await self.source.start()
                 # After the source: the catalogue's first calls may go to a service the source
                 # brings up (the demo's cloud); before the first message is received.
-                async with enrichment(self.settings, self.context, self.pipeline) as catalogue:
+                notices = NoticeWatcher(self.metrics) if self.settings.tuya.notices else None
+                watch = notices.observe if notices is not None else None
+                async with enrichment(
+                    self.settings, self.context, self.pipeline, watch
+                ) as catalogue:
                     self.catalogue = catalogue
                     self.gaps = self._gap_watcher(catalogue)
                     if self.gaps is not None:

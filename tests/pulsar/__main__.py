@@ -67,6 +67,7 @@ def _run(classpath, args: argparse.Namespace) -> int:
             f"access_secret  {tenant.access_secret}\n"
             f"password       {pulsar_password(tenant.access_id, tenant.access_secret)}\n"
             f"topic          {tenant.topic()} (11 partitions), {tenant.topic('event-test')} (1)\n"
+            f"notice topic   {tenant.topic('notice')}\n"
             f"subscription   {tenant.subscription}\n"
             f"ws consumer    {tenant.websocket_consumer_url()}\n"
             f"workdir        {broker.workdir} (log: {broker.log_path})\n"

@@ -14,6 +14,9 @@ from .credentials import TuyaCredentials
 CLUSTER = "standalone"
 # Tuya's production topic has 11 partitions; its test-environment topic has one.
 TUYA_TOPICS = {"event": 11, "event-test": 1}
+# The notice channel (tuya_events/tuya/regions.py: notice_topic). Tuya does not say whether it
+# is partitioned; a non-partitioned one, like most low-traffic topics.
+NOTICE_TOPIC = "notice"
 
 
 class AdminError(RuntimeError):
@@ -57,13 +60,38 @@ class PulsarAdmin:
         except (OSError, AdminError, ValueError):
             return False
 
-    def create_tuya_tenant(self, access_id: str) -> None:
-        """Tenant ``{access_id}``, namespace ``{access_id}/out`` and its partitioned topics."""
+    def create_tuya_tenant(self, access_id: str, notice_topic: bool = True) -> None:
+        """Tenant ``{access_id}``, namespace ``{access_id}/out``, its partitioned topics and the
+        notice topic. Without the notice topic, the namespace creates no topic on demand either
+        (as on Tuya's side), so subscribing to it is refused instead of creating it."""
         tenant = {"adminRoles": [], "allowedClusters": [CLUSTER]}
         self.request("PUT", f"tenants/{access_id}", tenant)
         self.request("PUT", f"namespaces/{access_id}/out")
         for topic, partitions in TUYA_TOPICS.items():
             self.request("PUT", f"persistent/{access_id}/out/{topic}/partitions", partitions)
+        if notice_topic:
+            self.request("PUT", f"persistent/{access_id}/out/{NOTICE_TOPIC}")
+        else:
+            self.request(
+                "POST",
+                f"namespaces/{access_id}/out/autoTopicCreation",
+                {"allowAutoTopicCreation": False},
+            )
+
+    def subscriptions(self, topic: str) -> list[str]:
+        """The subscriptions of ``topic`` (``persistent://...``, not partitioned)."""
+        path = topic.removeprefix("persistent://")
+        return list(self.request("GET", f"persistent/{path}/subscriptions") or [])
+
+    def topic_stats(self, topic: str) -> dict[str, Any]:
+        """``stats`` of a non-partitioned ``topic``: its subscriptions, their type and backlog."""
+        path = topic.removeprefix("persistent://")
+        stats: dict[str, Any] = self.request("GET", f"persistent/{path}/stats")
+        return stats
+
+    def topics(self, namespace: str) -> list[str]:
+        """Every topic of ``tenant/namespace``, partitions included."""
+        return list(self.request("GET", f"namespaces/{namespace}/topics") or [])
 
     def partitions(self, topic_path: str) -> int:
         """Partition count of ``tenant/namespace/topic`` (0 for a non-partitioned topic)."""

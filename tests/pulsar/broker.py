@@ -202,11 +202,14 @@ class PulsarBroker:
         """Make the broker accept ``credentials`` (effective at once, no restart)."""
         self.credentials.register(credentials)
 
-    def create_tenant(self, credentials: TuyaCredentials | None = None) -> TuyaTenant:
-        """Register a key pair (fresh unless given) and create its Tuya-shaped tenant and topics."""
+    def create_tenant(
+        self, credentials: TuyaCredentials | None = None, notice_topic: bool = True
+    ) -> TuyaTenant:
+        """Register a key pair (fresh unless given) and create its Tuya-shaped tenant and topics
+        (without the notice topic, and creating none on demand, when ``notice_topic`` is off)."""
         credentials = credentials or TuyaCredentials.generate()
         self.register(credentials)
-        self.admin.create_tuya_tenant(credentials.access_id)
+        self.admin.create_tuya_tenant(credentials.access_id, notice_topic)
         return TuyaTenant(credentials, self.broker_url, self.websocket_url)
 
     def settled_backlog(self, tenant: TuyaTenant, expected: int, timeout: float = 15.0) -> int:

@@ -3,10 +3,11 @@
 - ``pulsar_broker`` (session): a running :class:`PulsarBroker`; ``restart()``/``stop()``/``start()``
   keep its ports and data. A broker that cannot start fails every test that asks for it.
 - ``tuya_tenant`` (function): fresh credentials registered with the broker, and their tenant
-  ``{ACCESS_ID}``, namespace ``{ACCESS_ID}/out`` and topics ``event`` (11 partitions) and
-  ``event-test`` (1) — so no test sees another's messages.
+  ``{ACCESS_ID}``, namespace ``{ACCESS_ID}/out`` and topics ``event`` (11 partitions),
+  ``event-test`` (1) and ``notice`` (not partitioned) — so no test sees another's messages.
 - ``tuya_credentials`` (function): that tenant's :class:`TuyaCredentials`.
-- ``tuya_publisher`` (function): a :class:`TuyaPublisher` on the tenant's ``event`` topic.
+- ``tuya_publisher`` (function): a :class:`TuyaPublisher` on the tenant's ``event`` topic;
+  ``tuya_notice_publisher``: one on its ``notice`` topic.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def tuya_credentials(tuya_tenant: TuyaTenant) -> TuyaCredentials:
 def tuya_publisher(pulsar_broker: PulsarBroker, tuya_tenant: TuyaTenant) -> Iterator[TuyaPublisher]:
     with TuyaPublisher(
         pulsar_broker.broker_url, pulsar_broker.service_credentials, tuya_tenant
+    ) as publisher:
+        yield publisher
+
+
+@pytest.fixture
+def tuya_notice_publisher(
+    pulsar_broker: PulsarBroker, tuya_tenant: TuyaTenant
+) -> Iterator[TuyaPublisher]:
+    with TuyaPublisher(
+        pulsar_broker.broker_url, pulsar_broker.service_credentials, tuya_tenant, "notice"
     ) as publisher:
         yield publisher
 

@@ -57,10 +57,15 @@ class TuyaPublisher:
         )
 
     def publish(
-        self, document: dict[str, Any], em: str = EM_ECB, device_id: str | None = None
+        self,
+        document: dict[str, Any],
+        em: str = EM_ECB,
+        device_id: str | None = None,
+        protocol: int | None = None,
     ) -> pulsar.MessageId:
-        """Encrypt and send one document; waits for the broker's receipt."""
-        body, properties = self.encoder.encode(document, em)
+        """Encrypt and send one document (protocol 4 or 20 unless given); waits for the
+        broker's receipt."""
+        body, properties = self.encoder.encode(document, em, protocol)
         return self._producer.send(
             body, properties=properties, partition_key=device_id or _device_of(document)
         )

@@ -35,7 +35,8 @@ class TuyaTenant:
         return f"{self.access_id}-sub"
 
     def topic(self, name: str = "event") -> str:
-        """``persistent://{ACCESS_ID}/out/event`` (11 partitions) or ``.../event-test`` (1)."""
+        """``persistent://{ACCESS_ID}/out/event`` (11 partitions), ``.../event-test`` (1) or
+        ``.../notice`` (not partitioned)."""
         return f"persistent://{self.access_id}/out/{name}"
 
     def authentication(self) -> pulsar.Authentication:

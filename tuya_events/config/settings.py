@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from tuya_events.config.types import Duration, ListenAddress
 from tuya_events.tuya.regions import REGIONS, event_topic, subscription_name
+from tuya_events.tuya.regions import notice_topic as documented_notice_topic
 
 RegionName = Literal["cn", "us", "us-east", "eu", "eu-west", "in"]
 RateClass = Literal["command", "query"]  # the OpenAPI calls' rate-limit classes
@@ -33,6 +34,10 @@ class TuyaSettings(Section):
     environment: Literal["prod", "test"] = "prod"
     subscription_suffix: str = Field(default="sub", min_length=1)
     sign_check: Literal["off", "log", "enforce"] = "log"
+    # Tuya's high-priority notices (backlog alarms), consumed beside the events on the same
+    # subscription name; a project without the topic only gets a warning at start.
+    notices: bool = True
+    notice_topic: str | None = Field(default=None, min_length=1)
 
     @field_validator("access_secret")
     @classmethod
@@ -56,8 +61,21 @@ class TuyaSettings(Section):
         return event_topic(self.access_id, self.environment)
 
     @property
+    def resolved_notice_topic(self) -> str:
+        """``notice_topic``, else the one Tuya documents for the access id (regions.py)."""
+        return self.notice_topic or documented_notice_topic(self.access_id)
+
+    @property
     def subscription(self) -> str:
         return subscription_name(self.access_id, self.subscription_suffix)
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> TuyaSettings:
+        """One consumer per topic and subscription: the same topic twice would be refused by
+        the broker (Failover, same consumer name) or read twice."""
+        if self.notices and self.resolved_notice_topic == self.topic:
+            raise ValueError("notice_topic must not be the event topic")
+        return self
 
 
 class TlsSettings(Section):

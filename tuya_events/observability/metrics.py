@@ -195,6 +195,7 @@ class Metrics:
             self.openapi_token_refreshes.labels(outcome)
         self._http_listener_metrics(r)
         self._catalogue_metrics(r)
+        self._notice_metrics(r)
         self._resync_metrics(r)
 
     def _resync_metrics(self, r: CollectorRegistry) -> None:
@@ -269,6 +270,31 @@ class Metrics:
             f"{PREFIX}_enrichment_wait_seconds",
             "How long messages of a device seen for the first time waited for its lookup.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+
+    def _notice_metrics(self, r: CollectorRegistry) -> None:
+        """Tuya's high-priority notices (observability/notices.py): what the notice channel says."""
+        self.notices = Counter(
+            f"{PREFIX}_notices",
+            "High-priority notices Tuya sent on the notice channel, by eventType "
+            "(pulsar_backlog_notice: the subscription's backlog is above the console's threshold).",
+            ["event_type"],
+            registry=r,
+        )
+        self.notices.labels("pulsar_backlog_notice")  # so increase() sees the first one
+        self.notice_backlog = Gauge(
+            f"{PREFIX}_notice_backlog",
+            "The backlog the last backlog notice reported (backLogNum). Tuya sends no notice "
+            "when it falls below the threshold again: read it with "
+            "tuya_events_notice_last_timestamp_seconds (notices repeat every 15 minutes while "
+            "the backlog stays above).",
+            registry=r,
+        )
+        self.notice_last_timestamp = Gauge(
+            f"{PREFIX}_notice_last_timestamp_seconds",
+            "When Tuya sent the newest notice received (its ts; the time it arrived when it "
+            "has none).",
             registry=r,
         )
 

@@ -17,6 +17,25 @@ On the per-message path we use the binding's own objects (``_pulsar.Consumer`` a
 ``_pulsar.Message``) rather than the ``pulsar`` wrappers: the wrappers add a Python object per
 message and a Python call per accessor, 2.5-3 us of CPU per message in all (benchmarks/README.md).
 The accessors have the same names on both, so everything else works with either.
+
+Tuya's notices (``tuya.notices``) come on a topic of their own, read by a second consumer on the
+same subscription name rather than by one multi-topics consumer, so that:
+
+- the event consumer, its acknowledgements and its memory bound stay exactly as they are.
+  Notices are acknowledged one by one on their own consumer and never enter :class:`PrefixAcks`,
+  which tells partitions apart by number only (a notice topic's partition 0 would be mixed
+  with the events' partition 0);
+- a project without the notice topic (or without the right to read it) loses the notices only:
+  a multi-topics subscribe fails as a whole;
+- a notice does not queue behind the event backlog it reports: the receive thread takes the
+  notices every :data:`NOTICE_POLL_SECONDS` whatever the events do, at most
+  :data:`NOTICE_BATCH` at a time, from a receiver queue of that size. So a batch holds at most
+  that many messages more than before, and per-device order is untouched (notices carry no
+  device id, so they never wait in a device's queue, nor a device in theirs).
+
+A refused or timed-out notice subscription is logged at warning and not tried again until the
+next start; a broker that neither accepts nor refuses it delays the start by the operation
+timeout once.
 """
 
 from __future__ import annotations
@@ -24,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +63,9 @@ log = get_logger("tuya_events.transport.pulsar")
 BATCH_MAX_MESSAGES = 500
 BATCH_MAX_BYTES = 8 * 1024 * 1024
 POLL_MILLIS = 100
+NOTICE_BATCH = 10  # notices per poll, and the notice consumer's receiver queue
+NOTICE_POLL_SECONDS = 0.5
+NOTICE_WAIT_MILLIS = 1  # a notice poll waits this long at most: the receive thread is shared
 
 
 class SourceUnavailable(Exception):
@@ -115,6 +138,12 @@ class PulsarDelivery(Delivery):
         return self.handle.partition_key() or None
 
 
+class NoticeDelivery(PulsarDelivery):
+    """A message of the notice topic: acknowledged on the notice consumer, one by one."""
+
+    __slots__ = ()
+
+
 class PulsarSource:
     def __init__(self, settings: Settings, consumer_name: str | None = None) -> None:
         self.settings = settings
@@ -123,6 +152,9 @@ class PulsarSource:
         self._client: pulsar.Client | None = None
         self._consumer: pulsar.Consumer | None = None
         self._binding: Any = None  # _pulsar.Consumer: receives and acknowledges
+        self._notice_consumer: pulsar.Consumer | None = None
+        self._notice_binding: Any = None
+        self._next_notice_poll = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulsar-receive")
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,6 +199,44 @@ class PulsarSource:
             ),
         )
         self._binding = binding_consumer(self._consumer)
+        if tuya.notices:
+            self._subscribe_notices()
+
+    def _subscribe_notices(self) -> None:
+        """After the events: a refusal here costs the notices, never the events."""
+        tuya, client = self.settings.tuya, self._client
+        assert client is not None
+        topic = tuya.resolved_notice_topic
+        try:
+            self._notice_consumer = client.subscribe(
+                topic,
+                tuya.subscription,
+                consumer_type=pulsar.ConsumerType.Failover,
+                receiver_queue_size=NOTICE_BATCH,
+                consumer_name=self.consumer_name,
+                batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(
+                    NOTICE_BATCH, BATCH_MAX_BYTES, NOTICE_WAIT_MILLIS
+                ),
+            )
+        except pulsar.PulsarException as exc:
+            log.warning(
+                "cannot subscribe to Tuya's notice topic; consuming events without notices",
+                topic=topic,
+                subscription=tuya.subscription,
+                error=f"{type(exc).__name__}: {exc}",
+                hint=(
+                    "Tuya documents {access_id}/out/notice (enable 'Subscribe to Pulsar Alert' "
+                    "in the console's message service); tuya.notice_topic names another, "
+                    "tuya.notices: false stops trying"
+                ),
+            )
+            return
+        self._notice_binding = binding_consumer(self._notice_consumer)
+        log.info("subscribed to notices", topic=topic, subscription=tuya.subscription)
+
+    @property
+    def notices_subscribed(self) -> bool:
+        return self._notice_binding is not None
 
     async def start(self) -> None:
         """Subscribe. Verification being off, or plaintext, is said once at start by the
@@ -246,18 +316,43 @@ class PulsarSource:
         if binding is None:
             return []
         loop = asyncio.get_running_loop()
-        messages = await loop.run_in_executor(self._executor, binding.batch_receive)
+        notice_binding = self._notice_binding
+        notices: list[Any] = []
+        if notice_binding is None:
+            messages = await loop.run_in_executor(self._executor, binding.batch_receive)
+        else:
+            messages, notices = await loop.run_in_executor(
+                self._executor, self._receive_with_notices, binding, notice_binding
+            )
         if not messages:
-            return []
+            return [NoticeDelivery(message) for message in notices]
         deliveries: list[Delivery] = [PulsarDelivery(message) for message in messages]
         prefix_acks = self._prefix_acks
         if prefix_acks is not None:
             for delivery in deliveries:
                 prefix_acks.received(delivery)
+        if notices:
+            deliveries.extend(NoticeDelivery(message) for message in notices)
         return deliveries
+
+    def _receive_with_notices(self, binding: Any, notice_binding: Any) -> tuple[Any, Any]:
+        """On the receive thread: a batch of events, and every so often the waiting notices."""
+        messages = binding.batch_receive()
+        now = time.monotonic()
+        if now < self._next_notice_poll:
+            return messages, ()
+        self._next_notice_poll = now + NOTICE_POLL_SECONDS
+        try:
+            return messages, notice_binding.batch_receive()
+        except pulsar.PulsarException as exc:
+            log.info("receiving notices failed", error=f"{type(exc).__name__}: {exc}")
+            return messages, ()
 
     def acknowledge(self, delivery: Delivery) -> None:
         """Called once per finished message; with cumulative acks, sent at the end of the turn."""
+        if delivery.__class__ is NoticeDelivery:
+            self._acknowledge_notice(delivery.handle)
+            return
         prefix_acks = self._prefix_acks
         if prefix_acks is None:
             self._acknowledge_one(delivery.handle)
@@ -273,6 +368,18 @@ class PulsarSource:
             # Not lost: the broker redelivers it, and the dedupe cache skips finished handlers.
             log.warning(
                 "acknowledgement failed", message_id=str(message.message_id()), error=str(exc)
+            )
+
+    def _acknowledge_notice(self, message: _pulsar.Message) -> None:
+        if self._notice_binding is None:
+            return
+        try:
+            self._notice_binding.acknowledge(message)
+        except pulsar.PulsarException as exc:
+            log.warning(
+                "acknowledgement of a notice failed; the broker will redeliver it",
+                message_id=str(message.message_id()),
+                error=str(exc),
             )
 
     def _acknowledge_cumulative(self, message: _pulsar.Message) -> None:
@@ -297,14 +404,15 @@ class PulsarSource:
             self._releaser = None
         if self._prefix_acks is not None and not self._closed:
             self._prefix_acks.flush_all()  # finished messages must not come back after a stop
-        consumer, client = self._consumer, self._client
-        self._consumer = self._client = self._binding = None
+        consumer, notice_consumer, client = self._consumer, self._notice_consumer, self._client
+        self._consumer = self._notice_consumer = self._client = None
+        self._binding = self._notice_binding = None
         if self._closed:
             return
         self._closed = True
 
         def close_all() -> None:
-            for closable in (consumer, client):
+            for closable in (consumer, notice_consumer, client):
                 if closable is None:
                     continue
                 try:

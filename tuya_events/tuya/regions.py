@@ -55,5 +55,18 @@ def event_topic(access_id: str, environment: Environment) -> str:
     return f"persistent://{access_id}/out/{name}"
 
 
+def notice_topic(access_id: str) -> str:
+    """Tuya's high-priority notices (backlog alarms): a channel of its own beside the events.
+
+    Tuya's "Manage Pulsar Notifications" page (developer.tuya.com/en/docs/iot/highpriority-notice,
+    2024-08) names it ``${clientId}/out/notice`` and says to subscribe by changing only the
+    topic in the SDK (so: the same subscription name). *Unverified* against live traffic: the
+    ``persistent://`` form (from the "Topic and Subscription" page's topic format), whether it
+    is partitioned, and whether the test environment has one of its own (nothing says so: both
+    environments use this one). ``tuya.notice_topic`` overrides it.
+    """
+    return f"persistent://{access_id}/out/notice"
+
+
 def subscription_name(access_id: str, suffix: str = "sub") -> str:
     return f"{access_id}-{suffix}"
