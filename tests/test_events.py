@@ -99,7 +99,7 @@ def test_iot_core_property_message_is_a_status_report() -> None:
 @pytest.mark.parametrize(
     ("document", "protocol"),
     [
-        ({"bizCode": "deviceOnline", "bizData": {"devId": "d1"}}, 1001),
+        ({"bizCode": "somethingNew", "bizData": {"devId": "d1"}}, 1001),
         ({"whatever": [1, 2]}, 99),
         ({"status": "not a list", "devId": "d1"}, 4),
         ({"devId": "d1"}, None),
@@ -184,6 +184,7 @@ def test_device_event_as_dict() -> None:
         "timestamp_ms": 1700000000000,
         "envelope_t_ms": 9,
         "biz_data": {"devId": "d7", "time": 3},
+        "event_name": "online",
         "document": document,
     }
 

@@ -2,7 +2,8 @@
 
 From the bottom: the Tuya codec, then what a message is (``delivery``) and the match language,
 then the transports and the handlers (side by side: neither imports the other), then the
-pipeline, then the assembly, the daemon and the commands on top.
+pipeline, then the assembly, the daemon and the commands on top. The device catalogue sits beside
+the handlers (it asks the OpenAPI; the pipeline only gets a hook from it), and resync above it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ FORBIDDEN = [
     ("tuya", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli", "deadletter")),
     ("delivery", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli", "tuya")),
     ("matching", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli")),
-    ("transport", ("pipeline", "handlers", "daemon", "assembly", "cli", "deadletter")),
-    ("handlers", ("pipeline", "transport", "daemon", "assembly", "cli", "deadletter")),
+    ("transport", ("pipeline", "handlers", "daemon", "assembly", "cli", "deadletter", "catalogue")),
+    ("handlers", ("pipeline", "transport", "daemon", "assembly", "cli", "deadletter", "resync")),
+    ("catalogue", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli", "resync")),
+    ("resync", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli", "deadletter")),
     ("deadletter.store", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli")),
-    ("pipeline", ("transport", "daemon", "assembly", "cli")),
+    ("pipeline", ("transport", "daemon", "assembly", "cli", "catalogue", "resync")),
     ("observability", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli")),
     ("config", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli")),
     ("openapi", ("pipeline", "handlers", "transport", "daemon", "assembly", "cli")),

@@ -26,6 +26,14 @@ A device the catalogue does not know (or enrichment off) has no name or category
 never match it; a data point without a known specification has no scaled value (``exists:
 false`` holds).
 
+``event_name`` is a device event's normalized name (docs/events.md), the same for the legacy and
+the IoT Core families, so one rule catches ``online`` and ``deviceOnline``; ``source`` tells the
+daemon's resync events (``resync``) from Tuya's traffic (``live``)::
+
+    match:
+      event_name: [online, offline]
+      source: live
+
 Rules are compiled once into closures over frozensets: the per-message cost is a few lookups.
 """
 
@@ -37,7 +45,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tuya_events.tuya.events import DeviceEvent, Event, StatusReport
+from tuya_events.tuya.events import (
+    EVENT_NAME_VOCABULARY,
+    SOURCES,
+    DeviceEvent,
+    Event,
+    StatusReport,
+)
 
 Predicate = Callable[[Event], bool]
 Scalar = str | int | float | bool | None
@@ -83,6 +97,8 @@ class MatchRule(BaseModel):
     device_name: list[str] | None = None
     category: list[str] | None = None
     scaled: dict[str, ValueCondition] | None = None
+    event_name: list[str] | None = None
+    source: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -98,8 +114,21 @@ class MatchRule(BaseModel):
             "status_code",
             "device_name",
             "category",
+            "event_name",
+            "source",
         )
         return {k: [v] if k in listy and not isinstance(v, list) else v for k, v in data.items()}
+
+    @model_validator(mode="after")
+    def _known_names(self) -> MatchRule:
+        """A misspelt name would never match: refuse it when the configuration is loaded."""
+        for key, known in (("event_name", EVENT_NAME_VOCABULARY), ("source", SOURCES)):
+            unknown = sorted(set(getattr(self, key) or ()) - known)
+            if unknown:
+                raise ValueError(
+                    f"unknown {key} {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                )
+        return self
 
 
 def _number(value: Any) -> float | None:
@@ -215,6 +244,12 @@ def _compile_rule(rule: MatchRule) -> Predicate:
                 return getattr(e, a) in s
 
             tests.append(attribute_in)
+    if rule.event_name is not None:
+        names = frozenset(rule.event_name)
+        tests.append(lambda e: isinstance(e, DeviceEvent) and e.event_name in names)
+    if rule.source is not None:
+        sources = frozenset(rule.source)
+        tests.append(lambda e: e.source in sources)
     if rule.status_code is not None:
         codes = frozenset(rule.status_code)
         tests.append(

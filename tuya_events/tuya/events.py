@@ -4,6 +4,12 @@ Tolerant by design: unknown fields are kept in ``document``, unknown protocols a
 :class:`GenericEvent`, timestamps may be seconds or milliseconds, numbers or strings. Only a
 document that is not a JSON object is refused.
 
+The families (docs/events.md): status reports (protocol 4, IoT Core ``devicePropertyMessage``);
+device events (protocol 20, and the IoT Core bizCodes of :data:`EVENT_NAMES` whatever their
+protocol), each with ``event_name``, one vocabulary for both families; notices (protocol 10000).
+Values that are JSON inside base64 or a string are decoded only when asked for (or for the rare
+families that need it), within :data:`MAX_EMBEDDED_CHARS`, so ordinary messages pay nothing.
+
 One event object is shared by every handler a message goes to, so handlers treat it as read-only.
 The classes are not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``,
 which made building a status report with its items 1-2 us slower per message.
@@ -11,15 +17,71 @@ which made building a status report with its items 1-2 us slower per message.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import orjson
 
 from tuya_events.tuya.devices import DataPoint, DeviceView
 from tuya_events.tuya.errors import BAD_EVENT, DecodeError
 
 STATUS_PROTOCOL = 4
 DEVICE_EVENT_PROTOCOL = 20
+NOTICE_PROTOCOL = 10000
 PROPERTY_MESSAGE = "devicePropertyMessage"
+NOTICE_BIZ_CODE = "HighPriorityNotice"
+EVENT_NOTIFY = "event_notify"
+DOORBELL_TYPES = frozenset({"doorbell", "ac_doorbell"})
+
+# The normalized ``event_name`` of a device event's bizCode: legacy (protocol 20) and IoT Core
+# (1000/1001/1002) codes for the same thing share one name. Table and reasons in docs/events.md.
+EVENT_NAMES: dict[str, str] = {
+    "online": "online",
+    "deviceOnline": "online",
+    "offline": "offline",
+    "deviceOffline": "offline",
+    "nameUpdate": "renamed",
+    "deviceNameUpdate": "renamed",
+    "dpNameUpdate": "dp_renamed",
+    "bindUser": "bound",
+    "deviceBindSpace": "bound",
+    "deviceUnbindSpace": "unbound",
+    "delete": "deleted",
+    "deviceTransfer": "transferred",
+    "deviceFreeze": "frozen",
+    "deviceUnFreeze": "unfrozen",
+    "upgradeStatus": "ota_progress",
+    "upgradeProcess": "ota_progress",
+    "deviceOtaProgress": "ota_progress",
+    "share": "shared",
+    "deviceSignal": "signal",
+    "deviceDpCommand": "dp_command",
+    "deviceEventMessage": "model_event",
+    "deviceActionResponseMessage": "action_response",
+    "deviceQueryPropertyMessage": "query_response",
+    EVENT_NOTIFY: "notify",  # "doorbell" when its etype is one of DOORBELL_TYPES
+}
+DOORBELL = "doorbell"
+EVENT_NAME_VOCABULARY = frozenset(EVENT_NAMES.values()) | {DOORBELL}
+
+# Where an event came from: Tuya's live traffic, or the daemon's resync (the document's
+# top-level MARKER object says ``"source": "resync"``).
+LIVE = "live"
+RESYNC = "resync"
+SOURCES = frozenset({LIVE, RESYNC})
+MARKER = "_tuya_events"
+
+# JSON inside a value (base64 or text) is decoded only up to this size, nesting and number of
+# objects and arrays: far more than camera pictures and notices need (a few hundred bytes, a few
+# containers), and a bound on what crafted input costs (tens of microseconds at worst). The depth
+# leaves room for the levels a handler's payload adds around it (orjson encodes at most 254).
+MAX_EMBEDDED_CHARS = 16_384
+MAX_EMBEDDED_DEPTH = 32
+MAX_EMBEDDED_CONTAINERS = 128
+# What base64 of '{"', '{ ', '{\n', '[{', '["', '[ ', '[[' starts with: other strings are not tried.
+_BASE64_JSON_PREFIXES = ("ey", "ew", "W3", "Wy", "W1")
 
 # Below this a timestamp is taken as seconds: 1e11 ms is 1973, 1e11 s is the year 5138.
 _SECONDS_LIMIT = 100_000_000_000
@@ -80,8 +142,19 @@ class StatusItem:
         """The value in the unit (``value / 10**scale`` for Integers); None when not known."""
         return self.point.scaled(self.value) if self.point is not None else None
 
+    @property
+    def decoded(self) -> dict[str, Any] | list[Any] | None:
+        """The JSON document a base64 value holds (camera ``movement_detect_pic``, ...), or None.
+
+        Computed on each access, not when the report is built: most values are not base64, and
+        the check that says so is two comparisons."""
+        return base64_json(self.value)
+
     def as_dict(self, enriched: bool = False) -> dict[str, Any]:
         out = {"code": self.code, "value": self.value, "t": self.t_ms, "dp_id": self.dp_id}
+        decoded = base64_json(self.value)
+        if decoded is not None:
+            out["decoded"] = decoded
         if enriched:
             point = self.point
             if point is None:
@@ -107,6 +180,7 @@ class Event:
     envelope_t_ms: int | None = None
     # Set by enrichment (None: enrichment is off): the catalogue's device, or UNKNOWN_DEVICE.
     device: DeviceView | None = None
+    source: str = LIVE  # RESYNC for the daemon's own resync events
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -121,6 +195,8 @@ class Event:
             **self._details(),
             "document": self.document,
         }
+        if self.source != LIVE:
+            out["source"] = self.source
         if self.device is not None:
             out["device"] = self.device.event_view()
         return out
@@ -148,15 +224,114 @@ class StatusReport(Event):
         return {"statuses": [item.as_dict(enriched) for item in self.statuses]}
 
 
+@dataclass(slots=True, frozen=True)
+class Notification:
+    """What an ``event_notify`` says (doorbells): ``etype``, ``edata`` as sent, and ``decoded``,
+    the JSON document ``edata`` holds (base64 or text), when it holds one."""
+
+    type: str | None
+    data: Any
+    decoded: dict[str, Any] | list[Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"type": self.type, "data": self.data}
+        if self.decoded is not None:
+            out["decoded"] = self.decoded
+        return out
+
+
 @dataclass(slots=True)
 class DeviceEvent(Event):
-    """Protocol 20: online/offline, renames, binding, upgrades, ... keyed by ``biz_code``."""
+    """Online/offline, renames, binding, upgrades, ... of one device, legacy (protocol 20) or
+    IoT Core (1000-1002): ``biz_code`` as Tuya sent it, ``event_name`` the same thing in one
+    vocabulary for both (:data:`EVENT_NAMES`; None for a bizCode it does not name)."""
 
     kind: ClassVar[str] = "device_event"
     biz_data: dict[str, Any] = field(default_factory=dict)
+    event_name: str | None = None
+    notification: Notification | None = None  # for ``event_notify`` only
 
     def _details(self) -> dict[str, Any]:
-        return {"biz_data": self.biz_data}
+        out: dict[str, Any] = {"biz_data": self.biz_data, "event_name": self.event_name}
+        if self.notification is not None:
+            out["notification"] = self.notification.as_dict()
+        return out
+
+
+@dataclass(slots=True)
+class NoticeEvent(Event):
+    """Protocol 10000 on the notice topic: Tuya's high-priority notices, such as
+    ``pulsar_backlog_notice`` (the subscription's backlog passed the console's threshold).
+
+    ``event_data`` is ``eventData`` parsed (Tuya sends a JSON document in a string), None when it
+    does not parse; the string itself stays in ``document``."""
+
+    kind: ClassVar[str] = "notice"
+    event_type: str | None = None
+    event_data: dict[str, Any] | None = None
+
+    def _details(self) -> dict[str, Any]:
+        return {"event_type": self.event_type, "event_data": self.event_data}
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels: one level at a time, no recursion."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) is dict or type(child) is list
+        ]
+        if not level:
+            return False
+    return True
+
+
+def embedded_json(text: str | bytes) -> dict[str, Any] | list[Any] | None:
+    """A JSON object or array held in a value, within the bounds; else None."""
+    if len(text) > MAX_EMBEDDED_CHARS:
+        return None
+    # Counted before parsing (brackets in strings count too: an over-estimate): few brackets
+    # cannot nest deeper than the limit, too many is not a picture or a notice.
+    if isinstance(text, str):
+        brackets = text.count("{") + text.count("[")
+    else:
+        brackets = text.count(b"{") + text.count(b"[")
+    if brackets > MAX_EMBEDDED_CONTAINERS:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, (dict, list)):
+        return None
+    if brackets > MAX_EMBEDDED_DEPTH and _deeper_than(value, MAX_EMBEDDED_DEPTH):
+        return None
+    return value
+
+
+def base64_json(value: Any) -> dict[str, Any] | list[Any] | None:
+    """The JSON object or array a base64 string holds, or None (most values: two comparisons)."""
+    if type(value) is not str or not value.startswith(_BASE64_JSON_PREFIXES):
+        return None
+    if len(value) > MAX_EMBEDDED_CHARS:
+        return None
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return embedded_json(raw)
+
+
+def _json_value(value: Any) -> dict[str, Any] | list[Any] | None:
+    """JSON held in a string, as text or as base64."""
+    if not isinstance(value, str):
+        return None
+    if value[:1] in ("{", "["):
+        return embedded_json(value)
+    return base64_json(value)
 
 
 def _status_item(raw: Any) -> StatusItem:
@@ -190,6 +365,37 @@ def _status_items(raw_items: list[Any]) -> tuple[tuple[StatusItem, ...], int | N
     return tuple(items), latest
 
 
+def _source(marker: Any) -> str:
+    """RESYNC when the daemon's marker object says so; anything else is live traffic."""
+    if isinstance(marker, dict) and marker.get("source") == RESYNC:
+        return RESYNC
+    return LIVE
+
+
+def _notification(biz_data: dict[str, Any] | None, document: dict[str, Any]) -> Notification:
+    """``etype``/``edata`` from bizData (as seen), else from the top level (tolerated)."""
+    holder = biz_data if biz_data is not None and "etype" in biz_data else document
+    etype = holder.get("etype")
+    data = holder.get("edata")
+    return Notification(etype if isinstance(etype, str) else None, data, _json_value(data))
+
+
+def _notice(
+    document: dict[str, Any], biz_data: dict[str, Any] | None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """eventType and eventData parsed, from bizData (Tuya's sample), else the top level."""
+    holder = biz_data if biz_data is not None else document
+    if "eventType" not in holder and "eventData" not in holder:
+        holder = document
+    event_type = holder.get("eventType")
+    raw = holder.get("eventData")
+    event_data = raw if isinstance(raw, dict) else None
+    if isinstance(raw, str):
+        parsed = embedded_json(raw)
+        event_data = parsed if isinstance(parsed, dict) else None
+    return event_type if isinstance(event_type, str) else None, event_data
+
+
 def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None = None) -> Event:
     """Turn a decrypted document into the most specific event type that fits it."""
     if not isinstance(document, dict):
@@ -206,26 +412,49 @@ def build_event(document: Any, protocol: int | None, envelope_t_ms: int | None =
         biz_code = None
     product_key = _text(document.get("productKey"))
     data_id = _text(document.get("dataId"))
+    marker = document.get(MARKER)
+    source = LIVE if marker is None else _source(marker)
     status = document.get("status")
     if protocol == STATUS_PROTOCOL and isinstance(status, list):
         items, latest = _status_items(status)
         return StatusReport(
             protocol, document, device_id, product_key, biz_code, data_id,
-            latest or envelope_t_ms, envelope_t_ms, None, items,
+            latest or envelope_t_ms, envelope_t_ms, None, source, items,
         )  # fmt: skip
-    if biz_code == PROPERTY_MESSAGE and biz_data is not None:
-        properties = biz_data.get("properties")
-        items, latest = _status_items(properties if isinstance(properties, list) else [])
-        return StatusReport(
-            protocol, document, device_id, product_key, biz_code, data_id,
-            latest or envelope_t_ms, envelope_t_ms, None, items,
-        )  # fmt: skip
+    if biz_data is not None:  # IoT Core keeps these in bizData (productId is the product key)
+        if product_key is None:
+            product_key = _text(biz_data.get("productKey")) or _text(biz_data.get("productId"))
+        if data_id is None and "dataId" in biz_data:
+            data_id = _text(biz_data["dataId"])
+        if biz_code == PROPERTY_MESSAGE:
+            properties = biz_data.get("properties")
+            items, latest = _status_items(properties if isinstance(properties, list) else [])
+            return StatusReport(
+                protocol, document, device_id, product_key, biz_code, data_id,
+                latest or envelope_t_ms, envelope_t_ms, None, source, items,
+            )  # fmt: skip
     event_time = timestamp_ms(document.get("ts", document.get("t"))) or envelope_t_ms
-    if protocol == DEVICE_EVENT_PROTOCOL and biz_code is not None:
-        return DeviceEvent(
+    if biz_code is not None:
+        event_name = EVENT_NAMES.get(biz_code)
+        if event_name is not None or (
+            protocol == DEVICE_EVENT_PROTOCOL and biz_code != NOTICE_BIZ_CODE
+        ):
+            notification = None
+            if biz_code == EVENT_NOTIFY:
+                notification = _notification(biz_data, document)
+                if notification.type in DOORBELL_TYPES:
+                    event_name = DOORBELL
+            return DeviceEvent(
+                protocol, document, device_id, product_key, biz_code, data_id,
+                event_time, envelope_t_ms, None, source, biz_data or {}, event_name, notification,
+            )  # fmt: skip
+    if protocol == NOTICE_PROTOCOL or biz_code == NOTICE_BIZ_CODE:
+        event_type, event_data = _notice(document, biz_data)
+        return NoticeEvent(
             protocol, document, device_id, product_key, biz_code, data_id,
-            event_time, envelope_t_ms, None, biz_data or {},
+            event_time, envelope_t_ms, None, source, event_type, event_data,
         )  # fmt: skip
     return GenericEvent(
-        protocol, document, device_id, product_key, biz_code, data_id, event_time, envelope_t_ms
-    )
+        protocol, document, device_id, product_key, biz_code, data_id, event_time, envelope_t_ms,
+        None, source,
+    )  # fmt: skip
