@@ -424,3 +424,48 @@ def test_a_broker_without_the_notice_topic_still_consumes_events(
     assert tenant.access_secret not in captured_logs.getvalue()
     # Refused, not created on demand: the tenant still has no notice topic.
     assert tenant.topic("notice") not in pulsar_broker.admin.topics(f"{tenant.access_id}/out")
+
+
+# -- through the daemon -------------------------------------------------------------------------
+
+
+def test_the_daemon_logs_counts_and_routes_a_notice_as_an_event_of_kind_notice(
+    tmp_path: Any, captured_logs: io.StringIO
+) -> None:
+    from tests.pipeline_support import Harness
+    from tests.support.settings import make_settings
+    from tests.support.waiting import wait_until
+    from tuya_events.handlers.base import BaseHandler
+    from tuya_events.matching import compile_match
+    from tuya_events.pipeline.routes import Route
+
+    class Kinds(BaseHandler):
+        def __init__(self) -> None:
+            super().__init__("pager")
+            self.seen: list[tuple[str, Any]] = []
+
+        def handle(self, event: Event, delivery: Delivery) -> None:
+            self.seen.append((event.kind, getattr(event, "event_type", None)))
+
+    pager = Kinds()
+    settings = make_settings(tmp_path)
+
+    async def scenario() -> Any:
+        route = Route(pager, compile_match({"kind": "notice"}))
+        async with Harness(settings, [route]) as harness:
+            encoder = TuyaEncoder(v.ACCESS_ID, v.ACCESS_SECRET)
+            body, properties = encoder.encode(notice_document(), protocol=NOTICE_PROTOCOL)
+            harness.source.publish(body, properties, partition=0)
+            for event in interleaved_stream(messages=5, devices=2):
+                body, properties = encoder.encode(event.document, em=event.em, protocol=4)
+                harness.source.publish(body, properties, partition=1, key=event.device_id)
+            await wait_until(lambda: len(harness.source.acknowledged) == 6, timeout=20)
+            return harness.daemon.metrics.registry
+
+    registry = asyncio.run(scenario())
+    assert pager.seen == [("notice", "pulsar_backlog_notice")], "only the notice matched"
+    assert (
+        metric_value(registry, "tuya_events_notices_total", event_type="pulsar_backlog_notice") == 1
+    )
+    assert metric_value(registry, "tuya_events_notice_backlog") == 2004
+    assert [w["event"] for w in warnings(captured_logs)].count(BACKLOG_MESSAGE) == 1
