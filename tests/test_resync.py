@@ -219,3 +219,24 @@ def test_a_broker_outage_longer_than_resync_after_resyncs_on_reconnect(
     assert {seen[2]["trigger"] for seen in documents.resynced()} == {"reconnect"}  # type: ignore[index]
     assert metric_value(registry, "tuya_events_resync_runs_total", trigger="reconnect") == 1
     assert metric_value(registry, "tuya_events_consumption_gap_seconds") >= 2
+
+
+def test_a_device_that_went_offline_while_we_were_away_gets_an_offline_event(
+    tmp_path: Path, cloud: FakeTuyaOpenApi
+) -> None:
+    settings = settings_for(tmp_path, cloud, resync=QUICK)
+    asyncio.run(fill(settings, KNOWN, NEW))  # both online, as the fake says
+    cloud.devices[KNOWN]["online"] = False  # it went offline while we were away
+    away(settings, 3 * 3600)
+    documents = Documents()
+
+    async def scenario(harness: Harness) -> Any:
+        await wait_until(lambda: len(documents.resynced()) == 3, timeout=20)
+        return harness.daemon.catalogue
+
+    catalogue = _run(settings, [documents], scenario)
+    events = [(seen[0], seen[1]) for seen in documents.resynced() if "biz_code" in seen[1]]
+    assert events == [(KNOWN, {"biz_code": "offline"})]
+    assert catalogue.devices[KNOWN].online is False
+    status = {seen[0] for seen in documents.resynced() if "biz_code" not in seen[1]}
+    assert status == {KNOWN, NEW}
