@@ -120,6 +120,10 @@ class _InFlight:
     settled: bool = False
 
 
+Tap = Callable[[Event | None, Delivery, bool], None]
+"""Told of each settled message: its event (None: undecodable), delivery, dead-lettered."""
+
+
 class DeadLetterSink(Protocol):
     """What the pipeline needs from the dead-letter store (sync; run in a thread).
 
@@ -203,6 +207,7 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.keep_plaintext = keep_plaintext
         self._enrich = enrich
+        self._tap: Tap | None = None
         self.recent = RecentlyHandled(dedupe_capacity)
         self._all_names = frozenset(route.name for route in self._routes)
         # Per message: no property call for the name, no call at all for a route without rules.
@@ -233,6 +238,12 @@ class Pipeline:
         None, or an awaitable for a device whose lookup its messages wait for, in the device's
         queue like a handler that waits."""
         self._enrich = enrich
+
+    def set_tap(self, tap: Tap | None) -> None:
+        """``tap(event, delivery, dead_lettered)`` for every settled message, while set (the
+        live tail sets it while someone watches; unset, it costs one check per message). It is
+        told after the acknowledgement and must not raise or block."""
+        self._tap = tap
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -327,6 +338,12 @@ class Pipeline:
                 )
             else:
                 self.metrics.acked()
+        tap = self._tap
+        if tap is not None:
+            try:
+                tap(message.event, message.delivery, message.dead_lettered)
+            except Exception:  # a viewer's problem never becomes the message's
+                log.exception("the live tail failed on a message; it goes on")
         # In flight goes down one at a time, so it passes max - 1 on its way below the limit:
         # only then can a receiver be waiting for capacity (and only at 0 for idle).
         self.in_flight -= 1
