@@ -131,6 +131,7 @@ class Harness:
         settings: Settings,
         handlers: Sequence[BaseHandler | Route],
         batch_size: int = 500,
+        load: Callable[[], Settings] | None = None,
     ):
         self.settings = settings
         self.source = MemorySource(poll_interval=0.02, batch_size=batch_size)
@@ -138,7 +139,7 @@ class Harness:
             settings.dead_letter.path, settings.dead_letter.store_plaintext
         ).open()
         routes = [h if isinstance(h, Route) else Route(h) for h in handlers]
-        self.daemon = Daemon(settings, self.source, routes, self.store)
+        self.daemon = Daemon(settings, self.source, routes, self.store, load=load)
         self.task: asyncio.Task[Stopped] | None = None
 
     async def __aenter__(self) -> Harness:

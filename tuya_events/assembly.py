@@ -93,16 +93,20 @@ def build_pipeline(
 GUARDED_BY_DEFAULT = ("webhook", "pulsar", "action")  # side effects that must not repeat
 
 
-def guarded_routes(settings: Settings, routes: Sequence[Route], metrics: Metrics) -> list[Route]:
+def guarded_routes(
+    settings: Settings, routes: Sequence[Route], metrics: Metrics, ledger: Any = None
+) -> list[Route]:
     """With ``ledger:`` set, the routes whose handlers must run once across instances run
-    through the shared dedupe ledger (one ledger, one pool, for all of them)."""
+    through the shared dedupe ledger (one ledger, one pool, for all of them: ``ledger``, the
+    running one, when a reload adds handlers)."""
     ledger_settings = settings.ledger
     dsn = ledger_dsn(settings)
     if dsn is None:
         return list(routes)
     from tuya_events.pipeline.ledger import Ledger, LedgerGuard
 
-    ledger = Ledger(dsn, ledger_settings, metrics)
+    if ledger is None:
+        ledger = Ledger(dsn, ledger_settings, metrics)
     names = ledger_settings.handlers
     if names is None:
         types = dict(

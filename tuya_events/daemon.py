@@ -14,23 +14,27 @@ import errno
 import gc
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from tuya_events.assembly import build_pipeline, enrichment, started_handlers
+from tuya_events.assembly import build_pipeline, enrichment, guarded_routes, started_handlers
 from tuya_events.catalogue.catalogue import Catalogue
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings, state_directory
 from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import HandlerContext
+from tuya_events.handlers.base import Handler, HandlerContext, HandlerError
+from tuya_events.handlers.shared_client import project_client
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
-from tuya_events.observability.logging import get_logger
+from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.notices import NoticeWatcher
+from tuya_events.observability.redact import REDACTOR
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.pipeline import DeadLetterSink
-from tuya_events.pipeline.routes import Route
+from tuya_events.pipeline.policy import RetryPolicy
+from tuya_events.pipeline.routes import Route, build_routes
+from tuya_events.reload import Reload, diff_handlers, restart_needed
 from tuya_events.resync.record import FILE_NAME as RECORD_FILE
 from tuya_events.resync.record import ConsumptionRecord
 from tuya_events.resync.resync import ResyncDelivery, Resyncer
@@ -77,6 +81,7 @@ class Daemon:
         metrics: Metrics | None = None,
         http: bool | None = None,
         context: HandlerContext | None = None,
+        load: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -87,6 +92,10 @@ class Daemon:
         self.context = context or HandlerContext(settings, self.metrics)
         self.catalogue: Catalogue | None = None
         self.gaps: GapWatcher | None = None
+        # SIGHUP reads the configuration again through ``load`` (None: reloading is off).
+        self._load = load
+        self._running: list[Handler] = []  # started handlers, as started_handlers stops them
+        self._reloading = asyncio.Lock()
         self.pipeline = build_pipeline(
             settings, self.routes, dead_letters, self._acknowledge, self.metrics
         )
@@ -139,10 +148,14 @@ class Daemon:
             # request_stop directly.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self.request_stop, signum)
+        if self._load is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.http is not None:
             await self._listen(self.http)
         try:
-            async with started_handlers(self.routes):
+            async with started_handlers(self.routes) as running:
+                self._running = running
                 await self.source.start()
                 # After the source: the catalogue's first calls may go to a service the source
                 # brings up (the demo's cloud); before the first message is received.
@@ -173,6 +186,133 @@ class Daemon:
             if self.http is not None:
                 await self.http.stop()
             self.systemd.close()
+
+    # -- reload -------------------------------------------------------------------------------
+
+    def request_reload(self) -> Awaitable[Reload]:
+        """SIGHUP: read the configuration again and apply it between messages (a task)."""
+        return asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> Reload:
+        async with self._reloading:
+            result = await self._reload()
+        self.metrics.config_reloads.labels(result.outcome).inc()
+        self.metrics.config_reload_failed.set(0 if result.outcome == "applied" else 1)
+        return result
+
+    async def _reload(self) -> Reload:
+        assert self._load is not None
+        try:
+            new = await asyncio.to_thread(self._load)
+        except ConfigError as error:
+            problems = [f"{key}: {problem}" for key, problem in error.problems]
+            log.error(
+                "configuration not reloaded: it does not validate; still running on the old one",
+                problems=problems,
+            )
+            return Reload("invalid", problems)
+        except Exception as error:  # an unreadable file, say
+            log.error("configuration not reloaded; still running on the old one", error=str(error))
+            return Reload("invalid", [str(error)])
+        fixed = restart_needed(self.settings, new)
+        if fixed:
+            log.error(
+                "configuration not reloaded: these keys need a restart; still running on the "
+                "old configuration",
+                keys=fixed,
+            )
+            return Reload("refused", fixed)
+        added, removed, changed, kept = diff_handlers(self.settings, new)
+        context = HandlerContext(new, self.metrics, shared=self.context.shared)
+        try:
+            built = build_routes(new, context)
+        except ConfigError as error:
+            problems = [f"{key}: {problem}" for key, problem in error.problems]
+            log.error("configuration not reloaded: a handler is wrong", problems=problems)
+            return Reload("invalid", problems)
+        old = {route.name: route for route in self.routes}
+        fresh = [route for route in built if route.name not in kept]
+        ledger = next((getattr(r.handler, "ledger", None) for r in self.routes), None)
+        fresh = guarded_routes(new, fresh, self.metrics, ledger)
+        fresh_by_name = {route.name: route for route in fresh}
+        started: list[Handler] = []
+        try:
+            for route in fresh:
+                try:
+                    await route.handler.start()
+                except HandlerError as exc:  # an outage: it counts as started, as at start-up
+                    log.warning(
+                        "handler could not start; its events will be retried",
+                        handler=route.name,
+                        reason=exc.reason,
+                    )
+                started.append(route.handler)
+        except Exception as exc:
+            for handler in reversed(started):
+                with contextlib.suppress(Exception):
+                    await handler.stop()
+            log.error(
+                "configuration not reloaded: a handler could not start",
+                error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+            )
+            return Reload("failed", [REDACTOR(str(exc))])
+        routes = [
+            Route(old[route.name].handler, route.matches)
+            if route.name in kept
+            else fresh_by_name[route.name]
+            for route in built
+        ]
+        retired = [old[name].handler for name in (*removed, *changed)]
+        # The messages on their way now are those the retired handlers may still see.
+        in_progress = self.pipeline.unfinished() if retired else None
+        self.pipeline.replace_routes(routes)
+        self.routes = routes
+        self._running.extend(started)
+        self._apply_in_place(new)
+        self.settings, self.context = new, context
+        log.info(
+            "configuration reloaded",
+            added=added,
+            removed=removed,
+            changed=changed,
+            kept=kept,
+        )
+        if in_progress is not None:
+            asyncio.get_running_loop().create_task(self._retire(retired, in_progress))
+        return Reload("applied", [], added, removed, changed, kept)
+
+    def _apply_in_place(self, new: Settings) -> None:
+        """The settings that change without touching a handler."""
+        if new.logging != self.settings.logging:
+            configure_logging(new.logging.level, new.logging.format)
+        self.pipeline.policy = RetryPolicy(new.retry)
+        if new.openapi != self.settings.openapi:
+            entry = project_client(self.context)
+            entry.options = new.openapi
+            if entry.client is not None:
+                entry.client.retune(new.openapi)
+        if self.catalogue is not None:
+            self.catalogue.settings = new.catalogue
+            self.catalogue.max_wait = new.enrichment.max_wait
+        if self.gaps is not None:
+            self.gaps.settings = new.resync
+
+    async def _retire(self, handlers: list[Handler], in_progress: Awaitable[None]) -> None:
+        """Stop handlers no longer configured, once the messages that started with them are
+        done."""
+        await in_progress
+        for handler in handlers:
+            if handler in self._running:
+                self._running.remove(handler)
+            try:
+                await handler.stop()
+            except Exception as exc:
+                log.error(
+                    "handler failed to stop cleanly",
+                    handler=handler.name,
+                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+                )
+        log.info("handlers retired after the reload", handlers=[h.name for h in handlers])
 
     def _gap_watcher(self, catalogue: Catalogue | None) -> GapWatcher | None:
         """Resync after gaps: needs the catalogue (the devices to ask about)."""

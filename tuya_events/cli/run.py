@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from tuya_events.assembly import HandlerStartError, guarded_routes
 from tuya_events.cli import exits
@@ -45,8 +46,14 @@ def add_parser(
     parser.set_defaults(handler=run)
 
 
-def run_daemon(settings: Settings, source: Source, stop_after: float | None = None) -> int:
-    """Shared by ``run`` and ``demo``: build handlers and the store, run until stopped."""
+def run_daemon(
+    settings: Settings,
+    source: Source,
+    stop_after: float | None = None,
+    load: Callable[[], Settings] | None = None,
+) -> int:
+    """Shared by ``run`` and ``demo``: build handlers and the store, run until stopped.
+    ``load`` reads the configuration again on SIGHUP (``run``: the same file)."""
     from tuya_events.deadletter.errors import DeadLetterStoreError
     from tuya_events.deadletter.store import DeadLetterStore
 
@@ -61,7 +68,7 @@ def run_daemon(settings: Settings, source: Source, stop_after: float | None = No
         raise ConfigError([("dead_letter.path", str(exc))]) from None
     with store:
         metrics.dead_letter_records.set(store.count())
-        daemon = Daemon(settings, source, routes, store, metrics, context=context)
+        daemon = Daemon(settings, source, routes, store, metrics, context=context, load=load)
         return exit_code(asyncio.run(daemon.run(stop_after)))
 
 
@@ -71,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     try:
-        return run_daemon(settings, PulsarSource(settings, consumer_name=args.consumer_name))
+        source = PulsarSource(settings, consumer_name=args.consumer_name)
+        return run_daemon(settings, source, load=lambda: load_settings(args.config))
     except HandlerStartError as exc:
         log.error("cannot start", error=str(exc))
         return exits.SOFTWARE

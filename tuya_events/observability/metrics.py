@@ -197,6 +197,22 @@ class Metrics:
         self._catalogue_metrics(r)
         self._notice_metrics(r)
         self._resync_metrics(r)
+        self.config_reloads = Counter(
+            f"{PREFIX}_config_reloads",
+            "Configuration reloads (SIGHUP), by outcome: applied, invalid (the file does not "
+            "validate), refused (a key that needs a restart changed), failed (a handler could "
+            "not start).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("applied", "invalid", "refused", "failed"):
+            self.config_reloads.labels(outcome)
+        self.config_reload_failed = Gauge(
+            f"{PREFIX}_config_reload_failed",
+            "1 while the last reload was not applied: the daemon runs on an older configuration "
+            "than its file.",
+            registry=r,
+        )
 
     def _resync_metrics(self, r: CollectorRegistry) -> None:
         """Gaps in consumption and the resyncs that fill them (tuya_events/resync/)."""

@@ -123,6 +123,14 @@ class OpenApiClient:
                 metrics.openapi_requests.labels(endpoint, SUCCESS)
                 metrics.openapi_request_duration.labels(endpoint)
 
+    def retune(self, options: OpenApiOptions) -> None:
+        """A reload's new options: rate limits (fresh buckets), timeouts and retries for the
+        next calls; the session, its connections and the token are kept."""
+        self.options = options
+        self.limiter = RateLimiter(
+            {name: (limit.rate, limit.burst) for name, limit in options.rate_limits.items()}
+        )
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -62,6 +62,11 @@ class _WaitForOutage:
 _WAIT_FOR_OUTAGE = _WaitForOutage()
 
 
+async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _start(handler: Handler, event: Event, delivery: Delivery) -> Awaitable[None] | None:
     """Start one attempt: None when the handler finished without waiting, else what to await
     (bounded by the handler's timeout when it has one). A failure at once is an awaitable too,
@@ -107,12 +112,25 @@ def _plaintext_json(event: Event) -> tuple[bytes | None, str | None]:
         return None, f"plaintext not stored: {exc}"
 
 
+Step = tuple[str, Handler, Callable[[Event], bool] | None, Outage]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The routes as the per-message loop reads them; each message keeps the plan it started
+    with, so a reload between messages never changes the handlers of one on its way."""
+
+    steps: tuple[Step, ...]
+    names: frozenset[str]
+
+
 @dataclass(slots=True)
 class _InFlight:
     """One message on its way through the routes: what it carries across a handler's wait."""
 
     delivery: Delivery
     event: Event | None  # None: it could not be decoded
+    plan: _Plan
     only_handler: str | None = None  # a replay for one handler
     dedupe_key: str = ""
     done: frozenset[str] = frozenset()  # handlers that already succeeded for it (redelivered)
@@ -209,17 +227,7 @@ class Pipeline:
         self._enrich = enrich
         self._tap: Tap | None = None
         self.recent = RecentlyHandled(dedupe_capacity)
-        self._all_names = frozenset(route.name for route in self._routes)
-        # Per message: no property call for the name, no call at all for a route without rules.
-        self._plan = tuple(
-            (
-                route.name,
-                route.handler,
-                None if route.matches is always else route.matches,
-                Outage(route.name, metrics, policy.initial_backoff, policy.outage_probe_max),
-            )
-            for route in self._routes
-        )
+        self._plan = self._make_plan(self._routes, {})
         self._retry_log = RetryLog()
         self.in_flight = 0
         self.last_message_at = 0.0
@@ -247,8 +255,34 @@ class Pipeline:
 
     @property
     def routes(self) -> tuple[Route, ...]:
-        """Fixed at construction: the per-message plan is derived from them once."""
+        """The routes later messages take (:meth:`replace_routes` changes them)."""
         return self._routes
+
+    def _make_plan(self, routes: Sequence[Route], outages: dict[int, Outage]) -> _Plan:
+        """Per message: no property call for the name, no call at all for a route without
+        rules. ``outages`` by id of the handler: a handler kept across a reload keeps its
+        outage state (its target is as down as it was)."""
+        policy, metrics = self.policy, self.metrics
+        steps = tuple(
+            (
+                route.name,
+                route.handler,
+                None if route.matches is always else route.matches,
+                outages.get(id(route.handler))
+                or Outage(route.name, metrics, policy.initial_backoff, policy.outage_probe_max),
+            )
+            for route in routes
+        )
+        return _Plan(steps, frozenset(route.name for route in routes))
+
+    def replace_routes(self, routes: Sequence[Route]) -> None:
+        """A reload: messages submitted from now on take ``routes``; those on their way finish
+        on the routes they started with."""
+        outages = {id(handler): outage for _, handler, _, outage in self._plan.steps}
+        self._routes = tuple(routes)
+        self._plan = self._make_plan(self._routes, outages)
+        for route in self._routes:
+            self.metrics.declare_handler(route.name)
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -267,7 +301,7 @@ class Pipeline:
         try:
             event = self.codec.decode(delivery.body, delivery.properties)
         except Exception as error:  # anything but a DecodeError is a bug of ours in the codec
-            message = _InFlight(delivery, None)
+            message = _InFlight(delivery, None, self._plan)
             failure = (
                 self._decode_failure(delivery, error)
                 if isinstance(error, DecodeError)
@@ -279,7 +313,7 @@ class Pipeline:
         # Tuya's dataId names the report whichever Pulsar message brings it (a redelivery or a
         # resend); the Pulsar message id stands in for events without one.
         dedupe_key = f"data:{event.data_id}" if event.data_id else delivery.message_id
-        message = _InFlight(delivery, event, only_handler, dedupe_key)
+        message = _InFlight(delivery, event, self._plan, only_handler, dedupe_key)
         key = event.device_id or delivery.key or f"partition-{delivery.partition}"
         queue = self._queues.get(key)
         if queue is not None:  # an earlier message of this device is still being handled
@@ -304,6 +338,11 @@ class Pipeline:
             return False
         return True
 
+    def unfinished(self) -> Awaitable[None]:
+        """Done when every message taken so far is settled (the tasks running now finish; a
+        message that did not wait is settled already). New messages do not hold it up."""
+        return _all_done(list(self._tasks))
+
     async def cancel(self) -> None:
         """Abandon unfinished work: those messages stay unacknowledged and will be redelivered."""
         for task in list(self._tasks):
@@ -326,7 +365,7 @@ class Pipeline:
                 # Without a filter every route ran, was dead-lettered, or did not match: the one
                 # shared set of all names is exact, and no set is built per message.
                 only = message.only_handler
-                names = self._all_names if only is None else message.done | {only}
+                names = message.plan.names if only is None else message.done | {only}
                 self.recent.remember(message.dedupe_key, names)
             try:
                 self.acknowledge(message.delivery, message.dead_lettered)
@@ -447,7 +486,8 @@ class Pipeline:
         metrics, event, delivery = self.metrics, message.event, message.delivery
         assert event is not None
         only_handler, done = message.only_handler, message.done
-        for index, (name, handler, matches, outage) in enumerate(self._plan[first:], first):
+        steps = message.plan.steps
+        for index, (name, handler, matches, outage) in enumerate(steps[first:], first):
             if only_handler is not None and name != only_handler:
                 continue
             if matches is not None and not matches(event):
@@ -501,7 +541,7 @@ class Pipeline:
         handler is down the message waits on the outage, which lets one message at a time
         probe the target; ordinary failures back off per message, as the policy says.
         """
-        name, handler, _, outage = self._plan[index]
+        name, handler, _, outage = message.plan.steps[index]
         event, delivery = message.event, message.delivery
         assert event is not None
         first_failure = time.time() if pending is _WAIT_FOR_OUTAGE else 0.0
