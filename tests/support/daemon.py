@@ -71,6 +71,7 @@ class DaemonProcess:
             ],
         }
         config.update(sections or {})  # more top-level sections (a ledger, say)
+        self.config = config
         self.config_path.write_text(yaml.safe_dump(config))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -111,6 +112,11 @@ class DaemonProcess:
     def wait_metric(self, name: str, value: float, timeout: float, what: str) -> None:
         """Until :meth:`metric` of ``name`` is ``value``."""
         wait_for(lambda: self.metric(name) == value, timeout, what, self.log_tail)
+
+    def rewrite(self, handlers: list[dict[str, Any]]) -> None:
+        """The file with these handlers after the recorder (read again on SIGHUP)."""
+        self.config["handlers"] = [self.config["handlers"][0], *handlers]
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
