@@ -185,6 +185,11 @@ def test_restarts_on_failure_but_not_on_a_configuration_error() -> None:
     assert "75" in one("SuccessExitStatus").split()
 
 
+def test_reload_sends_the_daemon_sighup() -> None:
+    """`systemctl reload` reaches Daemon.request_reload (tests/test_reload.py: SIGHUP)."""
+    assert shlex.split(one("ExecReload")) == ["/bin/kill", "-HUP", "$MAINPID"]
+
+
 def test_commands_are_real_subcommands_with_real_options() -> None:
     pre = shlex.split(one("ExecStartPre"))
     start = shlex.split(one("ExecStart"))
