@@ -121,44 +121,50 @@ def guarded_routes(
     ]
 
 
+async def start_handler(route: Route) -> None:
+    """Start one route's handler. An outage (:class:`HandlerError`) is like one later: it counts
+    as started and its events wait and are retried; anything else raises
+    :class:`HandlerStartError` naming the handler."""
+    try:
+        await route.handler.start()
+    except (ConfigError, asyncio.CancelledError):
+        raise
+    except HandlerError as exc:
+        log.warning(
+            "handler could not start; its events will be retried",
+            handler=route.name,
+            reason=exc.reason,
+            error=REDACTOR(exc.message),
+        )
+    except Exception as exc:
+        raise HandlerStartError(route.name, REDACTOR(f"{type(exc).__name__}: {exc}")) from exc
+
+
+async def stop_handlers(handlers: Sequence[Handler]) -> None:
+    """Stop these, in reverse; a failure is logged and the others still stop."""
+    for handler in reversed(handlers):
+        try:
+            await handler.stop()
+        except Exception as exc:
+            log.error(
+                "handler failed to stop cleanly",
+                handler=handler.name,
+                error=REDACTOR(f"{type(exc).__name__}: {exc}"),
+            )
+
+
 @contextlib.asynccontextmanager
 async def started_handlers(routes: Sequence[Route]) -> AsyncIterator[list[Handler]]:
-    """Start every route's handler in order; on leaving, stop those that started, in reverse.
-
-    An outage at start (:class:`HandlerError`) is like one later: the handler counts as started
-    and its events wait and are retried. Anything else raises :class:`HandlerStartError` naming
-    the handler, after the ones already started were stopped.
-    """
+    """Start every route's handler in order (:func:`start_handler`); on leaving, stop those in
+    the yielded list (those that started, and whatever the caller added), in reverse."""
     started: list[Handler] = []
     try:
         for route in routes:
-            try:
-                await route.handler.start()
-            except (ConfigError, asyncio.CancelledError):
-                raise
-            except HandlerError as exc:
-                log.warning(
-                    "handler could not start; its events will be retried",
-                    handler=route.name,
-                    reason=exc.reason,
-                    error=REDACTOR(exc.message),
-                )
-            except Exception as exc:
-                raise HandlerStartError(
-                    route.name, REDACTOR(f"{type(exc).__name__}: {exc}")
-                ) from exc
+            await start_handler(route)
             started.append(route.handler)
         yield started
     finally:
-        for handler in reversed(started):
-            try:
-                await handler.stop()
-            except Exception as exc:
-                log.error(
-                    "handler failed to stop cleanly",
-                    handler=handler.name,
-                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
-                )
+        await stop_handlers(started)
 
 
 @contextlib.asynccontextmanager

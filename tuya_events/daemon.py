@@ -16,20 +16,26 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
-from tuya_events.assembly import build_pipeline, enrichment, guarded_routes, started_handlers
+from tuya_events.assembly import (
+    build_pipeline,
+    enrichment,
+    guarded_routes,
+    start_handler,
+    started_handlers,
+    stop_handlers,
+)
 from tuya_events.catalogue.catalogue import Catalogue
 from tuya_events.config.errors import ConfigError
 from tuya_events.config.settings import Settings, state_directory
 from tuya_events.config.transport_security import log_insecure_transports
 from tuya_events.delivery import Delivery
-from tuya_events.handlers.base import Handler, HandlerContext, HandlerError
+from tuya_events.handlers.base import Handler, HandlerContext
 from tuya_events.handlers.shared_client import project_client
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.notices import NoticeWatcher
-from tuya_events.observability.redact import REDACTOR
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.pipeline.pipeline import DeadLetterSink
 from tuya_events.pipeline.policy import RetryPolicy
@@ -238,24 +244,12 @@ class Daemon:
         started: list[Handler] = []
         try:
             for route in fresh:
-                try:
-                    await route.handler.start()
-                except HandlerError as exc:  # an outage: it counts as started, as at start-up
-                    log.warning(
-                        "handler could not start; its events will be retried",
-                        handler=route.name,
-                        reason=exc.reason,
-                    )
+                await start_handler(route)
                 started.append(route.handler)
         except Exception as exc:
-            for handler in reversed(started):
-                with contextlib.suppress(Exception):
-                    await handler.stop()
-            log.error(
-                "configuration not reloaded: a handler could not start",
-                error=REDACTOR(f"{type(exc).__name__}: {exc}"),
-            )
-            return Reload("failed", [REDACTOR(str(exc))])
+            await stop_handlers(started)
+            log.error("configuration not reloaded: a handler could not start", error=str(exc))
+            return Reload("failed", [str(exc)])
         routes = [
             Route(old[route.name].handler, route.matches)
             if route.name in kept
@@ -304,14 +298,7 @@ class Daemon:
         for handler in handlers:
             if handler in self._running:
                 self._running.remove(handler)
-            try:
-                await handler.stop()
-            except Exception as exc:
-                log.error(
-                    "handler failed to stop cleanly",
-                    handler=handler.name,
-                    error=REDACTOR(f"{type(exc).__name__}: {exc}"),
-                )
+        await stop_handlers(handlers)
         log.info("handlers retired after the reload", handlers=[h.name for h in handlers])
 
     def _gap_watcher(self, catalogue: Catalogue | None) -> GapWatcher | None:
