@@ -567,6 +567,17 @@ def _cumulative_acks() -> None:
     PulsarSource.__init__ = init  # type: ignore[method-assign]
 
 
+def _blocking_acks() -> None:
+    """The blocking ``acknowledge`` the daemon used before ``acknowledge_async`` (a reference:
+    what the change saved)."""
+
+    def acknowledge_one(self: PulsarSource, message: Any) -> None:
+        if self._binding is not None:
+            self._binding.acknowledge(message)
+
+    PulsarSource._acknowledge_one = acknowledge_one  # type: ignore[method-assign]
+
+
 def _async_handler() -> None:
     """The no-op as ``async def``: what a handler that may wait costs (a task per device)."""
 
@@ -586,6 +597,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         _sign_off,
     ),
     "no-metrics": Experiment("no per-message metrics (upper bound, not a proposal)", _no_metrics),
+    "blocking-acks": Experiment(
+        "the blocking acknowledge the daemon used before acknowledge_async (a reference)",
+        _blocking_acks,
+    ),
     "async-handler": Experiment(
         "the no-op handler as async def (a reference: the task path, not a proposal)",
         _async_handler,
