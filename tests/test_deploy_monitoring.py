@@ -31,7 +31,9 @@ from tests.support.cli import start_demo, wait_until_serving
 from tests.support.http import http_get
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
+from tuya_events.config.settings import ResyncSettings
 from tuya_events.observability.metrics import Metrics
+from tuya_events.resync.watch import RETENTION_SECONDS
 
 RULES = ROOT / "deploy" / "prometheus" / "tuya-events-alerts.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "tuya-events-alerts.test.yaml"
@@ -55,6 +57,10 @@ REQUIRED_ALERTS = {
     "TuyaEventsCatalogueQuotaPaused",
     "TuyaEventsEnrichmentMisses",
     "TuyaEventsCatalogueCallsFailing",
+    "TuyaEventsGapLongerThanRetention",
+    "TuyaEventsResyncFailures",
+    "TuyaEventsBacklogNotice",
+    "TuyaEventsConfigReloadFailed",
 }
 
 
@@ -242,6 +248,14 @@ def load_dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
+def load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("build_dashboard", GENERATOR)
+    assert spec and spec.loader
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    return generator
+
+
 def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     """(where, PromQL, legend) for every panel target and every query variable."""
     for panel in dashboard["panels"]:
@@ -420,10 +434,7 @@ def test_alert_unit_tests_fail_when_an_alert_changes(tmp_path: Path) -> None:
 
 
 def test_dashboard_json_is_what_the_generator_builds() -> None:
-    spec = importlib.util.spec_from_file_location("build_dashboard", GENERATOR)
-    assert spec and spec.loader
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
+    generator = load_generator()
     assert DASHBOARD.read_text(encoding="utf-8") == generator.render(), (
         f"{DASHBOARD.name} is out of date: run python {GENERATOR.relative_to(ROOT)}"
     )
@@ -446,7 +457,7 @@ def test_dashboard_is_well_formed_for_grafana() -> None:
     rows = [panel["title"] for panel in panels if panel["type"] == "row"]
     assert rows == [
         "Overview", "Throughput", "Errors", "Latency", "Lag", "Dependencies", "Devices",
-        "Runtime",
+        "Gaps and notices", "Runtime",
     ]  # fmt: skip
     occupied: set[tuple[int, int]] = set()
     for panel in panels:
@@ -554,6 +565,139 @@ def test_catalogue_alert_unit_tests_fail_when_a_catalogue_alert_changes(
     rules = RULES.read_text()
     assert rules.count(needle) == 1, needle
     (tmp_path / RULES.name).write_text(rules.replace(needle, needle.replace(*change)))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert failure in result.stdout + result.stderr
+
+
+# -- gaps, resyncs and Tuya's notices ---------------------------------------------------------
+
+
+def test_gaps_row_shows_every_gap_resync_and_notice_metric() -> None:
+    """Each family of resync/ and observability/notices.py on the Gaps and notices row, the last
+    gap coloured at the daemon's own resync.after and Tuya's retention, and the backlog drawn
+    only while the alert would count the notice as fresh."""
+    panels = row_panels(load_dashboard(), "Gaps and notices")
+    used: set[str] = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            used |= parse_promql(target["expr"]).metrics.keys()
+    wanted = {
+        name
+        for name in family_names()
+        if any(word in name for word in ("resync", "notice", "consumption_gap"))
+    }
+    assert len(wanted) >= 8, sorted(wanted)
+    missing = {
+        name for name in wanted if not any(n == name or n.startswith(name + "_") for n in used)
+    }
+    assert not missing, f"not on the Gaps and notices row: {sorted(missing)}"
+
+    (gap,) = [panel for panel in panels if panel["title"] == "Last gap"]
+    steps = gap["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [(step["color"], step["value"]) for step in steps] == [
+        ("green", None),
+        ("orange", ResyncSettings().after),
+        ("red", RETENTION_SECONDS),
+    ]
+    assert gap["fieldConfig"]["defaults"]["unit"] == "s"
+    measured = {target["refId"] for target in gap["targets"] if "timestamp" in target["expr"]}
+    (override,) = gap["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byFrameRefID", "options": measured.pop()}
+    assert {"id": "unit", "value": "dateTimeFromNow"} in override["properties"]
+
+    (backlog,) = [panel for panel in panels if panel["title"] == "Backlog while Tuya reports it"]
+    (target,) = backlog["targets"]
+    assert target["expr"].endswith(f"< {notice_fresh_seconds()}"), target["expr"]
+
+
+def notice_fresh_seconds() -> int:
+    """The seconds TuyaEventsBacklogNotice counts a notice as fresh, read from the rule."""
+    (rule,) = [rule for rule in load_rules() if rule["alert"] == "TuyaEventsBacklogNotice"]
+    match = re.search(r"notice_last_timestamp_seconds\)\s*<\s*(\d+)", rule["expr"])
+    assert match, rule["expr"]
+    return int(match.group(1))
+
+
+def test_gap_and_notice_thresholds_follow_the_daemon_and_tuya() -> None:
+    """The numbers the rules hold: Tuya's retention as the daemon knows it; a window longer than
+    the 15 minutes between Tuya's repeated notices; the dashboard's constants the same."""
+    rules = {rule["alert"]: rule["expr"] for rule in load_rules()}
+    gap = rules["TuyaEventsGapLongerThanRetention"]
+    assert re.findall(r"consumption_gap_seconds > (\d+)", gap) == [str(RETENTION_SECONDS)] * 2
+    assert ResyncSettings().after < RETENTION_SECONDS  # a resync runs before messages are lost
+    assert 15 * 60 < notice_fresh_seconds() <= 30 * 60
+    generator = load_generator()
+    assert generator.RETENTION_SECONDS == RETENTION_SECONDS
+    assert ResyncSettings().after == generator.RESYNC_AFTER_SECONDS
+    assert notice_fresh_seconds() == generator.NOTICE_FRESH_SECONDS
+
+
+NAIVE_GAP_RULE = """expr: >-
+          tuya_events_consumption_gap_seconds > 7200
+          and on (job, instance)
+          (time() - tuya_events_consumption_gap_timestamp_seconds) < 3600
+        labels:"""
+
+
+@pytest.mark.parametrize(
+    ("needle", "replacement", "count", "failure"),
+    [
+        # The gap alert staying 10 minutes instead of an hour: a is missing at 30m.
+        ("          ) < 3600\n", "          ) < 600\n", 1, "GapLongerThanRetention, time: 30m"),
+        # At 6000 s instead of Tuya's retention: c (away 1h50m) fires.
+        ("gap_seconds > 7200", "gap_seconds > 6000", 2, "GapLongerThanRetention, time: 5m"),
+        # Reading the gauge alone: b's long gap, overwritten by a reconnect, stops firing.
+        (
+            "expr: >-\n          last_over_time((tuya_events_consumption_gap_seconds",
+            None,
+            1,
+            "GapLongerThanRetention, time: 30m",
+        ),
+        # Resync failures without the fresh-process branch: c is missing at 25m.
+        (
+            "(time() - process_start_time_seconds) < 3600",
+            "(time() - process_start_time_seconds) < 0",
+            1,
+            "alertname: TuyaEventsResyncFailures, time: 25m",
+        ),
+        # Counting resynced devices as failures: b fires.
+        (
+            'outcome="failed"',
+            'outcome=~"failed|resynced"',
+            2,
+            "alertname: TuyaEventsResyncFailures, time: 11m",
+        ),
+        # Notices fresh for 10 minutes only: a is missing 19 minutes after the last one.
+        (
+            "notice_last_timestamp_seconds) < 1200",
+            "notice_last_timestamp_seconds) < 600",
+            1,
+            "alertname: TuyaEventsBacklogNotice, time: 59m",
+        ),
+        # Any notice type: c (another type) fires.
+        (
+            'tuya_events_notices_total{event_type="pulsar_backlog_notice"} > 0',
+            "tuya_events_notices_total > 0",
+            1,
+            "alertname: TuyaEventsBacklogNotice, time: 10m",
+        ),
+    ],
+)
+def test_gap_resync_and_notice_alert_tests_fail_when_the_alert_changes(
+    tmp_path: Path, needle: str, replacement: str | None, count: int, failure: str
+) -> None:
+    rules = RULES.read_text()
+    assert rules.count(needle) == count, needle
+    if replacement is None:  # the whole expression replaced by the naive one
+        start = rules.index(needle)
+        end = rules.index("        labels:", start) + len("        labels:")
+        changed = rules[:start] + NAIVE_GAP_RULE + rules[end:]
+    else:
+        changed = rules.replace(needle, replacement)
+    (tmp_path / RULES.name).write_text(changed)
+    assert promtool("check", "rules", tmp_path / RULES.name).returncode == 0  # still valid
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert result.returncode != 0, result.stdout

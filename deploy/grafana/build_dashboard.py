@@ -663,6 +663,153 @@ def devices() -> list[Panel]:
     ]
 
 
+# The last gap's colours: orange past resync.after's default (a resync ran), red past Tuya's
+# retention of unacknowledged messages (messages were lost). tests/test_deploy_monitoring.py
+# holds them against tuya_events/config/settings.py and tuya_events/resync/watch.py.
+RESYNC_AFTER_SECONDS = 6300
+RETENTION_SECONDS = 7200
+# Seconds after Tuya's last backlog notice that its backlog still counts as reported: notices
+# repeat every 15 minutes while it stays above the threshold (as TuyaEventsBacklogNotice).
+NOTICE_FRESH_SECONDS = 1200
+
+
+def with_time_of(panel: Panel, ref: str) -> Panel:
+    """Show query ``ref`` of a stat as a time ("3 minutes ago"), in the text colour."""
+    panel["fieldConfig"]["overrides"].append(
+        {
+            "matcher": {"id": "byFrameRefID", "options": ref},
+            "properties": [
+                {"id": "unit", "value": "dateTimeFromNow"},
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "text"}},
+            ],
+        }
+    )
+    return panel
+
+
+def gaps_and_notices() -> list[Panel]:
+    """Gaps in consumption, the resyncs that fill them, Tuya's notices (docs/operating.md,
+    "Gaps, resync and notices")."""
+    last_gap = with_time_of(
+        stat(
+            "Last gap",
+            "The last gap in consumption each instance measured (at start, since its last"
+            " record of consuming in the state directory; or on reconnecting), and when."
+            " Orange: longer than resync.after (1h45m by default): a resync ran. Red: longer"
+            " than the about 2 hours Tuya keeps messages: messages were lost for good (alert"
+            " TuyaEventsGapLongerThanRetention). Nothing measures it with resync.enabled: false.",
+            [
+                (f"tuya_events_consumption_gap_seconds{{{SEL}}}", "{{instance}}"),
+                (
+                    f"tuya_events_consumption_gap_timestamp_seconds{{{SEL}}} * 1000 > 0",
+                    "measured {{instance}}",
+                ),
+            ],
+            unit="s",
+            steps=[
+                ("green", None),
+                ("orange", RESYNC_AFTER_SECONDS),
+                ("red", RETENTION_SECONDS),
+            ],
+            height=8,
+        ),
+        "B",
+    )
+    running = stat(
+        "Resync running",
+        "Resyncs in progress in the daemon: every catalogued device's status read from the"
+        " OpenAPI and sent through the handlers as events (source: resync).",
+        [(f"tuya_events_resync_running{{{SEL}}}", "{{instance}}")],
+        mappings=[
+            *value_map(("0", "IDLE", "green")),
+            {
+                "type": "range",
+                "options": {"from": 1, "to": None, "result": {"text": "RUNNING", "color": "blue"}},
+            },
+        ],
+        height=8,
+    )
+    backlog = with_time_of(
+        stat(
+            "Backlog Tuya reports",
+            "The backlog (messages waiting on the subscription) in Tuya's last backlog notice,"
+            " and when Tuya sent it. Tuya sends a notice every 15 minutes while the backlog is"
+            " above the threshold set in its console and none when it falls back: a notice"
+            " older than 20 minutes is old news (alert TuyaEventsBacklogNotice).",
+            [
+                (f"tuya_events_notice_backlog{{{SEL}}}", "backlog {{instance}}"),
+                (
+                    f"tuya_events_notice_last_timestamp_seconds{{{SEL}}} * 1000 > 0",
+                    "last notice {{instance}}",
+                ),
+            ],
+            height=8,
+        ),
+        "B",
+    )
+    backlog["fieldConfig"]["defaults"]["color"] = {"mode": "fixed", "fixedColor": "text"}
+    return [
+        last_gap,
+        running,
+        timeseries(
+            "Resync runs by trigger",
+            "Resyncs started in the past hour, by trigger: start (a gap at start), reconnect (a"
+            " gap on reconnecting); and the resyncs running. A `tuya-events resync` command"
+            " counts in its own process (trigger command), not here.",
+            [
+                (
+                    f"sum by (trigger) (increase(tuya_events_resync_runs_total{{{SEL}}}[1h]))",
+                    "runs/h {{trigger}}",
+                ),
+                (
+                    f"max by (instance) (tuya_events_resync_running{{{SEL}}})",
+                    "running {{instance}}",
+                ),
+            ],
+        ),
+        timeseries(
+            "Devices resynced / failed",
+            "Devices resynced (a status event from the OpenAPI) and failed (not read after the"
+            " resync's retries, alert TuyaEventsResyncFailures) in the past hour. The log line"
+            " 'resync finished with failures' names each device and reason.",
+            [
+                (
+                    f"sum by (outcome) (increase(tuya_events_resync_devices_total{{{SEL}}}[1h]))",
+                    "{{outcome}}/h",
+                )
+            ],
+        ),
+        timeseries(
+            "Notices by type",
+            "Tuya's high-priority notices per hour, by eventType. pulsar_backlog_notice comes"
+            " every 15 minutes (about 4 an hour) while the subscription's backlog is above the"
+            " console's threshold.",
+            [
+                (
+                    f"sum by (event_type) (increase(tuya_events_notices_total{{{SEL}}}[1h]))",
+                    "{{event_type}}",
+                )
+            ],
+        ),
+        backlog,
+        timeseries(
+            "Backlog while Tuya reports it",
+            "The backlog of Tuya's last backlog notice, drawn only while the notice is less"
+            " than 20 minutes old: the gauge keeps its last value after the backlog fell back,"
+            " as no all-clear comes.",
+            [
+                (
+                    f"tuya_events_notice_backlog{{{SEL}}} and on (job, instance)"
+                    f" (time() - tuya_events_notice_last_timestamp_seconds{{{SEL}}})"
+                    f" < {NOTICE_FRESH_SECONDS}",
+                    "backlog {{instance}}",
+                )
+            ],
+            width=12,
+        ),
+    ]
+
+
 def runtime() -> list[Panel]:
     return [
         timeseries(
@@ -725,7 +872,32 @@ def runtime() -> list[Panel]:
                     "failed accepts {{instance}}",
                 ),
             ],
-            width=24,
+            width=12,
+        ),
+        stat(
+            "Configuration",
+            "Whether each instance runs on its configuration file: RELOAD FAILED while the last"
+            " reload (SIGHUP) was not applied (a file that does not validate, or a key that"
+            " needs a restart): the old configuration runs on, and the log names every problem.",
+            [(f"tuya_events_config_reload_failed{{{SEL}}}", "{{instance}}")],
+            width=6,
+            mappings=value_map(("0", "CURRENT", "green"), ("1", "RELOAD FAILED", "red")),
+            height=8,
+        ),
+        stat(
+            "Reloads (time range)",
+            "Configuration reloads in the dashboard's time range, by outcome: applied, invalid"
+            " (the file does not validate), refused (a key that needs a restart changed),"
+            " failed (a handler could not start).",
+            [
+                (
+                    f"sum by (outcome) "
+                    f"(increase(tuya_events_config_reloads_total{{{SEL}}}[$__range]))",
+                    "{{outcome}}",
+                )
+            ],
+            width=6,
+            height=8,
         ),
     ]
 
@@ -738,6 +910,7 @@ ROWS = (
     ("Lag", lag),
     ("Dependencies", dependencies),
     ("Devices", devices),
+    ("Gaps and notices", gaps_and_notices),
     ("Runtime", runtime),
 )
 
