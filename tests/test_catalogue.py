@@ -248,3 +248,28 @@ def test_enrichment_off_leaves_events_as_they_were(tmp_path: Path, cloud: FakeTu
     run(off, seen, scenario)
     assert seen.events == [(KNOWN, 1, None, None, None)]
     assert cloud.requests() == []
+
+
+def test_a_running_catalogue_follows_a_pause_ended_by_devices_sync_force(
+    tmp_path: Path, cloud: FakeTuyaOpenApi
+) -> None:
+    from tuya_events.catalogue.catalogue import PAUSED_UNTIL_KEY, Catalogue
+    from tuya_events.config.settings import CatalogueSettings
+
+    path = tmp_path / "catalogue.sqlite3"
+    with CatalogueStore(path) as store:
+        store.set_meta(PAUSED_UNTIL_KEY, str(10**10))  # paused, by an earlier quota error
+
+    async def scenario() -> tuple[bool, bool]:
+        catalogue = Catalogue(CatalogueStore(path), None, CatalogueSettings(), periodic_check=0.05)
+        await catalogue.open()
+        before = catalogue.paused
+        catalogue.start()
+        with CatalogueStore(path) as other:  # what `devices sync --force` writes
+            other.set_meta(PAUSED_UNTIL_KEY, "0")
+        await wait_until(lambda: not catalogue.paused, timeout=10)
+        after = catalogue.paused
+        await catalogue.close()
+        return before, after
+
+    assert asyncio.run(scenario()) == (True, False)

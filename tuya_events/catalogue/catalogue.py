@@ -123,8 +123,10 @@ class Catalogue:
         max_wait: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        periodic_check: float = PERIODIC_CHECK,
     ) -> None:
         self.store = store
+        self.periodic_check = periodic_check
         self.directory = directory
         self.settings = settings or CatalogueSettings()
         self.metrics = metrics
@@ -375,13 +377,13 @@ class Catalogue:
         last_periodic = self._clock()
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), PERIODIC_CHECK)
+                await asyncio.wait_for(self._wake.wait(), self.periodic_check)
             self._wake.clear()
             if self._wanted:
                 await asyncio.sleep(BATCH_WINDOW)  # let a burst of new devices join the batch
             try:
                 await self._fetch_wanted()
-                if self._clock() - last_periodic >= PERIODIC_CHECK:
+                if self._clock() - last_periodic >= self.periodic_check:
                     last_periodic = self._clock()
                     if self.paused:
                         await self._reread_pause()
