@@ -240,3 +240,20 @@ def test_a_device_that_went_offline_while_we_were_away_gets_an_offline_event(
     assert catalogue.devices[KNOWN].online is False
     status = {seen[0] for seen in documents.resynced() if "biz_code" not in seen[1]}
     assert status == {KNOWN, NEW}
+
+
+def test_with_resync_off_a_gap_is_still_measured_and_said(
+    tmp_path: Path, cloud: FakeTuyaOpenApi, captured_logs: Any
+) -> None:
+    settings = settings_for(tmp_path, cloud, resync={**QUICK, "enabled": False})
+    away(settings, 3 * 3600)
+    documents = Documents()
+
+    async def scenario(harness: Harness) -> Any:
+        await asyncio.sleep(0.3)
+        return harness.daemon.metrics.registry
+
+    registry = _run(settings, [documents], scenario)
+    assert metric_value(registry, "tuya_events_consumption_gap_seconds") > 3 * 3600 - 60
+    assert documents.resynced() == [] and cloud.requests() == []
+    assert "resync is off" in captured_logs.getvalue()

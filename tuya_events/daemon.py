@@ -37,6 +37,7 @@ from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.notices import NoticeWatcher
 from tuya_events.observability.systemd import SystemdNotifier
+from tuya_events.observability.tail import LiveTail
 from tuya_events.pipeline.pipeline import DeadLetterSink
 from tuya_events.pipeline.policy import RetryPolicy
 from tuya_events.pipeline.routes import Route, build_routes
@@ -111,9 +112,12 @@ class Daemon:
             ready_max_silence=settings.http.ready_max_silence,
         )
         self.http: HttpServer | None = None
+        self.tail: LiveTail | None = None  # ``/tail``: taps the pipeline while someone watches
         if settings.http.enabled if http is None else http:
             host, port = settings.http.listen
             self.http = HttpServer(host, port, self.metrics, self.health)
+            self.tail = LiveTail.from_settings(settings, self.pipeline)
+            self.tail.serve_on(self.http)
         self.systemd = SystemdNotifier()
         self._stop = asyncio.Event()
         self._signals = 0
@@ -301,20 +305,21 @@ class Daemon:
         await stop_handlers(handlers)
         log.info("handlers retired after the reload", handlers=[h.name for h in handlers])
 
-    def _gap_watcher(self, catalogue: Catalogue | None) -> GapWatcher | None:
-        """Resync after gaps: needs the catalogue (the devices to ask about)."""
+    def _gap_watcher(self, catalogue: Catalogue | None) -> GapWatcher:
+        """Gaps are always measured (the metric, the alert); a resync needs the catalogue (the
+        devices to ask about) and ``resync.enabled``."""
         settings = self.settings
-        if catalogue is None or not settings.resync.enabled:
-            return None
-        tuya = settings.tuya
-        resyncer = Resyncer(
-            catalogue,
-            TuyaEncoder(tuya.access_id, tuya.access_secret.get_secret_value()),
-            self.pipeline.submit,
-            self.pipeline.wait_for_capacity,
-            self.metrics,
-            retry_delays=settings.resync.retry_delays,
-        )
+        resyncer = None
+        if catalogue is not None and settings.resync.enabled:
+            tuya = settings.tuya
+            resyncer = Resyncer(
+                catalogue,
+                TuyaEncoder(tuya.access_id, tuya.access_secret.get_secret_value()),
+                self.pipeline.submit,
+                self.pipeline.wait_for_capacity,
+                self.metrics,
+                retry_delays=settings.resync.retry_delays,
+            )
         record = ConsumptionRecord(
             state_directory(settings) / RECORD_FILE, settings.resync.record_interval
         )

@@ -29,7 +29,7 @@ class GapWatcher:
         self,
         settings: ResyncSettings,
         record: ConsumptionRecord,
-        resyncer: Resyncer,
+        resyncer: Resyncer | None,
         metrics: Metrics,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -64,6 +64,14 @@ class GapWatcher:
         self.metrics.resync_gap_at.set(self._wall())
         if gap <= self.settings.after:
             return
+        if self.resyncer is None:  # measured and said, but nothing to resync with
+            log.warning(
+                f"away {describe_gap(gap)}: messages published meanwhile may be lost, and resync "
+                "is off (resync.enabled, or enrichment.enabled for its catalogue)",
+                gap_seconds=round(gap),
+                trigger=trigger,
+            )
+            return
         devices = len(self.resyncer.catalogue.devices)
         beyond = "longer than Tuya keeps messages" if gap > RETENTION_SECONDS else (
             f"longer than resync.after ({describe_gap(self.settings.after)})"
@@ -79,6 +87,7 @@ class GapWatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _resync(self, trigger: str, gap: float) -> None:
+        assert self.resyncer is not None
         started = time.monotonic()
         try:
             report = await self.resyncer.run(trigger, gap)
