@@ -273,3 +273,38 @@ def test_a_running_catalogue_follows_a_pause_ended_by_devices_sync_force(
         return before, after
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+def test_devices_are_fetched_again_after_the_refresh_interval_and_not_before(
+    tmp_path: Path, cloud: FakeTuyaOpenApi
+) -> None:
+    from tuya_events.assembly import opened_catalogue
+    from tuya_events.handlers import HandlerContext
+    from tuya_events.observability.metrics import Metrics
+
+    settings = settings_for(tmp_path, cloud)
+    asyncio.run(fill(settings, KNOWN, NEW))
+    cloud.clear()
+    cloud.devices[KNOWN]["name"] = "Kitchen sensor, renamed"
+
+    async def scenario() -> tuple[int, str | None]:
+        async with opened_catalogue(
+            settings, HandlerContext(settings, Metrics()), background=False
+        ) as catalogue:
+            catalogue.periodic_check = 0.05
+            catalogue.start()
+            await asyncio.sleep(0.3)  # checks ran, nothing was due (interval: 24 h)
+            quiet = len(device_calls(cloud))
+            catalogue.settings = catalogue.settings.model_copy(update={"refresh_interval": 0.01})
+            await wait_until(lambda: len(device_calls(cloud)) > 0, timeout=10)
+            await wait_until(
+                lambda: catalogue.devices[KNOWN].name == "Kitchen sensor, renamed", timeout=10
+            )
+            return quiet, catalogue.devices[KNOWN].name
+
+    quiet, name = asyncio.run(scenario())
+    assert quiet == 0
+    assert name == "Kitchen sensor, renamed"
+    details = [r for r in device_calls(cloud) if r.path == "/v1.0/iot-03/devices"]
+    assert len(details) >= 1
+    assert all(len(dict(r.query)["device_ids"].split(",")) == 2 for r in details), "batched"

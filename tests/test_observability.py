@@ -68,6 +68,21 @@ def test_demo_runs_the_pipeline_and_serves_metrics_and_health(tmp_path: Path) ->
         stored = db.execute("SELECT count(*) FROM tuya_events").fetchone()[0]
         latest = db.execute("SELECT count(*) FROM tuya_latest_status").fetchone()[0]
     assert stored == len(events) and latest > 0  # the database handler saw every event
+    # The demo's cloud named its devices: the log and the database show names and units.
+    named = [line for line in events if line["kind"] == "status" and line.get("device")]
+    assert len(named) == len([line for line in events if line["kind"] == "status"])
+    readings = {
+        value for line in named for value in line["statuses"].values() if isinstance(value, str)
+    }
+    assert any(value.endswith(" ℃") for value in readings), readings
+    assert any(value.endswith(" W") for value in readings), readings
+    with sqlite3.connect(tmp_path / "events.sqlite3") as db:
+        devices = db.execute("SELECT name, category FROM tuya_devices").fetchall()
+        scaled = db.execute(
+            "SELECT value, scaled, unit FROM tuya_latest_status WHERE code = 'va_temperature'"
+        ).fetchall()
+    assert {name for name, _ in devices} >= {"Kitchen sensor"}
+    assert scaled and all(float(s) == int(v) / 10 and u == "℃" for v, s, u in scaled)
     gone = run_cli("health", "--url", f"http://127.0.0.1:{port}", timeout=30)
     assert gone.returncode == 1 and "unreachable" in gone.stderr
 
