@@ -19,6 +19,14 @@ subscription, in a fresh process of its own, one run after the other:
 - **daemon+enrichment**: the same with enrichment on and the catalogue warm: the worker writes
   the backlog's devices into the catalogue file first, and the OpenAPI URL is a loopback port
   nobody listens on, so a miss would show (the run fails unless every message was a hit).
+- **daemon+websocket**: the daemon path on ``WebSocketSource`` (``tuya.transport: websocket``):
+  the broker's WebSocket API with Tuya's headers, window ``min(max_in_flight, 1000)``.
+- **tuya-connector** (when the ``bench`` extra installed it; ``--no-tuya-connector`` skips it):
+  Tuya's own WebSocket consumer, ``tuya-connector-python``'s ``TuyaOpenPulsar`` as its README
+  shows it (a listener per message), on a backlog of its own, ECB only (it cannot decrypt GCM),
+  beside daemon+websocket and daemon on that same ECB backlog. Only its URL is patched, to this
+  run's subscription; everything else (``ackTimeoutMillis=3000``, ack after the listener) is its
+  own.
 
 A run's clock starts when its first receive returns and stops at its last acknowledgement; every
 run must count the whole backlog, and the subscription's backlog must then reach 0. An unmeasured
@@ -42,6 +50,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import importlib.util
 import json
 import os
 import pstats
@@ -81,6 +90,7 @@ from tuya_events.pipeline.routes import Route  # noqa: E402
 from tuya_events.transport import pulsar as transport  # noqa: E402
 from tuya_events.transport.acks import PrefixAcks  # noqa: E402
 from tuya_events.transport.pulsar import PulsarSource  # noqa: E402
+from tuya_events.transport.websocket import WebSocketSource  # noqa: E402
 from tuya_events.tuya.auth import pulsar_authentication  # noqa: E402
 from tuya_events.tuya.codec import TuyaCodec  # noqa: E402
 from tuya_events.tuya.devices import make_device, parse_specification  # noqa: E402
@@ -96,7 +106,9 @@ RECEIVER_QUEUE_SIZE = 1000
 CHECKPOINT = 50_000  # the memory run compares RSS here with RSS at the end
 RAW, RAW_DECODE, DAEMON, MICRO = "raw", "raw+decode", "daemon", "micro"
 ENRICHED = "daemon+enrichment"
-DAEMONS = (DAEMON, ENRICHED)
+WEBSOCKET = "daemon+websocket"
+TUYA_CONNECTOR = "tuya-connector"
+DAEMONS = (DAEMON, ENRICHED, WEBSOCKET)
 HIT_SAMPLE = "tuya_events_enrichment_total"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RESULT_PREFIX = "RESULT "
@@ -120,6 +132,7 @@ class WorkerSpec:
     experiments: list[str] = field(default_factory=list)
     profile_path: str | None = None
     devices: int = 0  # the backlog's devices: daemon+enrichment puts them in the catalogue
+    websocket_url: str = ""  # the broker's WebSocket API: daemon+websocket, tuya-connector
 
 
 @dataclass
@@ -157,6 +170,7 @@ class WorkerResult:
     # daemon+enrichment: tuya_events_enrichment_total by outcome, and the catalogue's calls.
     enrichment: dict[str, float] = field(default_factory=dict)
     catalogue_calls: int = 0
+    duplicates: int = 0  # tuya-connector: reports that came again (its 3 s ack timeout)
 
     @property
     def rate(self) -> float:
@@ -300,6 +314,65 @@ def run_raw(spec: WorkerSpec, decode: bool) -> WorkerResult:
     return finish(spec, started, subscribed, first, last, count, rss_start, samples, {}, 1)
 
 
+# --- (a') Tuya's own WebSocket consumer ------------------------------------------------------
+
+
+def run_tuya_connector(spec: WorkerSpec) -> WorkerResult:
+    """``TuyaOpenPulsar`` with a listener, as tuya-connector-python's README shows it; the clock
+    stops when the last distinct report has been through the listener (its ack follows)."""
+    from tuya_connector import TuyaOpenPulsar
+    from tuya_connector import openpulsar as connector
+
+    started = time.perf_counter()
+    url = (
+        f"{spec.websocket_url.rstrip('/')}/ws/v2/consumer/persistent/{spec.access_id}/out/event/"
+        f"{spec.subscription}{connector.WEB_SOCKET_QUERY_PARAMS}"
+    )
+    # Its URL names {access_id}-sub; this run's subscription instead, nothing else changed.
+    TuyaOpenPulsar._TuyaOpenPulsar__get_topic_url = lambda self: url  # type: ignore[attr-defined]
+    consumer = TuyaOpenPulsar(spec.access_id, spec.access_secret, spec.websocket_url, "event")
+    seen: set[str] = set()
+    state: dict[str, Any] = {"first": None, "last": None, "duplicates": 0}
+    samples: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def listener(decrypted: str) -> None:
+        if state["first"] is None:
+            state["first"] = snapshot(spec.broker_pid)
+        data_id = json.loads(decrypted)["dataId"]
+        if data_id in seen:
+            state["duplicates"] += 1
+            return
+        seen.add(data_id)
+        if len(seen) % spec.rss_every == 0:
+            samples.append((len(seen), read_status_kb("VmRSS")))
+        if len(seen) == spec.expected:
+            state["last"] = snapshot(spec.broker_pid)
+            done.set()
+
+    consumer.add_message_listener(listener)
+    consumer.start()
+    subscribed = time.perf_counter()  # its thread connects on its own: as close as it gets
+    rss_start = read_status_kb("VmRSS")
+    if not done.wait(max(300.0, spec.expected / 200)):
+        raise RuntimeError(f"tuya-connector consumed {len(seen)} of {spec.expected}")
+    time.sleep(1.0)  # its acknowledgement of the last report, sent after the listener returns
+    consumer.stop()
+    return finish(
+        spec,
+        started,
+        subscribed,
+        state["first"],
+        state["last"],
+        len(seen),
+        rss_start,
+        samples,
+        {},
+        1,
+        duplicates=state["duplicates"],
+    )
+
+
 # --- (b) the daemon's path ---------------------------------------------------------------------
 
 
@@ -363,6 +436,48 @@ class MeasuredSource(PulsarSource):
             self.done.set()
 
 
+class MeasuredWebSocketSource(WebSocketSource):
+    """``WebSocketSource`` with :class:`MeasuredSource`'s notes (its methods, on this base)."""
+
+    def __init__(self, settings: Any, spec: WorkerSpec) -> None:
+        super().__init__(settings, consumer_name="benchmark")
+        self.spec = spec
+        self.acked = self.batches = self.empty_batches = self.first_batch = 0
+        self.ack_seconds = 0.0
+        self.first: Snapshot | None = None
+        self.last: Snapshot | None = None
+        self.samples: list[tuple[int, int]] = []
+        self.done = asyncio.Event()
+        self.on_first: Callable[[], None] | None = None
+        self.on_last: Callable[[], None] | None = None
+
+    async def receive_batch(self) -> list[Delivery]:
+        batch = await super().receive_batch()
+        if not batch:
+            self.empty_batches += self.first is not None
+            return batch
+        self.batches += 1
+        if self.first is None:
+            self.first = snapshot(self.spec.broker_pid)
+            self.first_batch = len(batch)
+            if self.on_first is not None:
+                self.on_first()
+        return batch
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        super().acknowledge(delivery)
+        self.ack_seconds += time.perf_counter() - started
+        self.acked += 1
+        if self.acked % self.spec.rss_every == 0:
+            self.samples.append((self.acked, read_status_kb("VmRSS")))
+        if self.acked == self.spec.expected:
+            if self.on_last is not None:
+                self.on_last()
+            self.last = snapshot(self.spec.broker_pid)
+            self.done.set()
+
+
 def daemon_settings(spec: WorkerSpec, workdir: Path, sign_check: str = "log") -> Any:
     """The daemon's defaults but for the broker, the queue, HTTP and enrichment (explicitly off
     on the daemon path, so its figures stay comparable with those from before issue 16)."""
@@ -378,6 +493,8 @@ def daemon_settings(spec: WorkerSpec, workdir: Path, sign_check: str = "log") ->
         # Nobody listens there: a catalogue miss fails its lookup at once and is counted
         # as such, instead of being answered from anywhere.
         tuya["openapi_url"] = f"http://127.0.0.1:{unused_port()}"
+    if spec.kind == WEBSOCKET:
+        tuya["transport"], tuya["websocket_url"] = "websocket", spec.websocket_url
     return settings_from_mapping(
         {
             "tuya": tuya,
@@ -449,7 +566,10 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
         settings = daemon_settings(spec, Path(tmp), sign_check)
         if spec.kind == ENRICHED:
             warm_catalogue(settings, spec.devices)
-        source = MeasuredSource(settings, spec)
+        websocket = spec.kind == WEBSOCKET
+        source: Any = (
+            MeasuredWebSocketSource(settings, spec) if websocket else MeasuredSource(settings, spec)
+        )
         store = DeadLetterStore(settings.dead_letter.path).open()
         try:
             daemon = Daemon(settings, source, [Route(NoopHandler("noop"))], store, http=False)
@@ -457,11 +577,14 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
             if profiler is not None:
                 source.on_first, source.on_last = profiler.enable, profiler.disable
             run = asyncio.get_running_loop().create_task(daemon.run())
-            while source._consumer is None and not run.done():
+            while (source.events if websocket else source._consumer) is None and not run.done():
                 await asyncio.sleep(0.005)
             subscribed = time.perf_counter()
             rss_start = read_status_kb("VmRSS")
-            receiver = source._executor.submit(threading.get_native_id).result()
+            threads: dict[int, str] = {}
+            if not websocket:  # the WebSocket source has no thread of its own
+                receiver = source._executor.submit(threading.get_native_id).result()
+                threads[receiver] = "receive worker (batch_receive)"
             waiter = asyncio.ensure_future(source.done.wait())
             await asyncio.wait({waiter, run}, return_when=asyncio.FIRST_COMPLETED)
             if run.done():  # it ended before consuming everything: show why
@@ -486,7 +609,7 @@ async def run_daemon(spec: WorkerSpec) -> WorkerResult:
         source.acked,
         rss_start,
         source.samples,
-        {receiver: "receive worker (batch_receive)"},
+        threads,
         source.first_batch,
         batches=source.batches,
         empty_batches=source.empty_batches,
@@ -696,6 +819,8 @@ def worker_main(encoded: str) -> int:
     result: Any
     if spec.kind in DAEMONS:
         result = asyncio.run(run_daemon(spec))
+    elif spec.kind == TUYA_CONNECTOR:
+        result = run_tuya_connector(spec)
     elif spec.kind == MICRO:
         result = run_micro(spec)
     else:
@@ -719,6 +844,7 @@ class Target:
     access_id: str
     access_secret: str
     broker_pid: int | None
+    websocket_url: str = ""
 
     @property
     def topic(self) -> str:
@@ -798,6 +924,7 @@ def run_worker(
         experiments=list(experiments),
         profile_path=profile_path,
         devices=devices,
+        websocket_url=target.websocket_url,
     )
     data = Worker(spec).run(timeout=max(300.0, expected / 500))
     data["rss_samples"] = [tuple(sample) for sample in data["rss_samples"]]
@@ -835,12 +962,16 @@ def run_micro_worker() -> dict[str, tuple[float, float]]:
     return {name: (before, after) for name, (before, after) in Worker(spec).run(300.0).items()}
 
 
-def publish(broker: Any, tenant: Any, messages: int, devices: int, seed: int) -> float:
-    """Publish ``messages`` Tuya-encrypted reports once; returns the seconds it took."""
+def publish(
+    broker: Any, tenant: Any, messages: int, devices: int, seed: int, modes: Sequence[str] = ()
+) -> float:
+    """Publish ``messages`` Tuya-encrypted reports once (``modes``: ECB and GCM alternating
+    unless given); returns the seconds it took."""
     from tests.pulsar.publisher import TuyaPublisher
     from tests.pulsar.traffic import interleaved_stream
 
-    stream = interleaved_stream(messages=messages, devices=devices, seed=seed)
+    chosen: dict[str, Any] = {"modes": modes} if modes else {}
+    stream = interleaved_stream(messages=messages, devices=devices, seed=seed, **chosen)
     started = time.perf_counter()
     with TuyaPublisher(broker.broker_url, broker.service_credentials, tenant) as publisher:
         published = publisher.publish_all(stream)
@@ -849,18 +980,29 @@ def publish(broker: Any, tenant: Any, messages: int, devices: int, seed: int) ->
 
 
 def prepare_backlog(
-    broker: Any, messages: int, devices: int, seed: int, suffixes: Sequence[str]
+    broker: Any,
+    messages: int,
+    devices: int,
+    seed: int,
+    suffixes: Sequence[str],
+    modes: Sequence[str] = (),
 ) -> Target:
     """A fresh tenant whose subscriptions ``suffixes`` each hold the same ``messages`` backlog."""
     tenant = broker.create_tenant()
     target = Target(
-        broker.broker_url, broker.admin, tenant.access_id, tenant.access_secret, broker.pid
+        broker.broker_url,
+        broker.admin,
+        tenant.access_id,
+        tenant.access_secret,
+        broker.pid,
+        websocket_url=tenant.websocket_url,
     )
     for suffix in suffixes:
         target.create_subscription(target.subscription(suffix))
-    seconds = publish(broker, tenant, messages, devices, seed)
+    seconds = publish(broker, tenant, messages, devices, seed, modes)
+    encryption = "/".join(modes).upper().replace("AES_", "") if modes else "ECB/GCM alternating"
     print(
-        f"published {messages:,} messages ({devices} devices, ECB/GCM alternating, 11 partitions) "
+        f"published {messages:,} messages ({devices} devices, {encryption}, 11 partitions) "
         f"in {seconds:.1f} s into {len(suffixes)} subscriptions",
         flush=True,
     )
@@ -1150,6 +1292,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip the daemon+enrichment runs",
     )
     parser.add_argument(
+        "--no-websocket",
+        dest="websocket",
+        action="store_false",
+        help="skip the daemon+websocket runs",
+    )
+    parser.add_argument(
+        "--tuya-connector",
+        action=argparse.BooleanOptionalAction,
+        default=importlib.util.find_spec("tuya_connector") is not None,
+        help="Tuya's own WebSocket consumer (tuya-connector-python, bench extra) on an "
+        "ECB-only backlog, beside daemon+websocket and daemon on that backlog (default: on "
+        "when it is installed)",
+    )
+    parser.add_argument(
+        "--ecb-messages", type=int, default=20_000, help="backlog of the --tuya-connector runs"
+    )
+    parser.add_argument(
         "--profile",
         action="append",
         nargs="?",
@@ -1196,6 +1355,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     runs.append((DAEMON, []))
     if args.enrichment:
         runs.append((ENRICHED, []))
+    if args.websocket:
+        runs.append((WEBSOCKET, []))
     if "all" in args.experiment:
         runs += [(DAEMON, [name]) for name in EXPERIMENTS]
         if PROPOSALS:
@@ -1206,7 +1367,14 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 
 def suffix_of(kind: str, experiments: Sequence[str], round_: int) -> str:
-    slug = {RAW: "raw", RAW_DECODE: "rawdecode", DAEMON: "sub", ENRICHED: "enriched"}[kind]
+    slug = {
+        RAW: "raw",
+        RAW_DECODE: "rawdecode",
+        DAEMON: "sub",
+        ENRICHED: "enriched",
+        WEBSOCKET: "websocket",
+        TUYA_CONNECTOR: "connector",
+    }[kind]
     return "-".join([slug, *experiments, str(round_)])
 
 
@@ -1255,10 +1423,16 @@ def benchmark(args: argparse.Namespace, broker: Any) -> int:
         memory = run_worker(target, DAEMON, "sub", args.memory_messages, args.rss_every)
 
     micro = run_micro_worker() if args.micro or "all" in args.experiment else None
+    ecb = run_ecb_comparison(args, broker) if args.tuya_connector else None
 
     print_throughput(results)
     print_ratio(results)
     print_enrichment(results)
+    print_transports(results)
+    if ecb is not None:
+        print(f"\nOn an ECB-only backlog of {args.ecb_messages:,} (Tuya's own consumer):")
+        print_throughput(ecb)
+        print_connector(ecb)
     print_experiments(results)
     if micro is not None:
         print_micro(micro)
@@ -1270,6 +1444,55 @@ def benchmark(args: argparse.Namespace, broker: Any) -> int:
         with contextlib.suppress(OSError):
             os.unlink(path)
     return 0
+
+
+def run_ecb_comparison(args: argparse.Namespace, broker: Any) -> dict[str, list[WorkerResult]]:
+    """tuya-connector, daemon+websocket and daemon on one ECB-only backlog, rounds alternating."""
+    runs = [TUYA_CONNECTOR, WEBSOCKET, DAEMON]
+    suffixes = [f"ecb-{suffix_of(kind, [], n)}" for n in range(args.repeat) for kind in runs]
+    print("ECB-only backlog, for Tuya's own consumer:", flush=True)
+    target = prepare_backlog(
+        broker, args.ecb_messages, args.devices, args.seed + 2, suffixes, modes=("aes_ecb",)
+    )
+    results: dict[str, list[WorkerResult]] = {}
+    for round_ in range(args.repeat):
+        for kind in runs if round_ % 2 == 0 else runs[::-1]:
+            suffix = f"ecb-{suffix_of(kind, [], round_)}"
+            result = run_worker(target, kind, suffix, args.ecb_messages, args.rss_every)
+            results.setdefault(result.label, []).append(result)
+    return results
+
+
+def print_transports(results: dict[str, list[WorkerResult]]) -> None:
+    """The WebSocket transport beside the native one, same backlog, same rounds."""
+    native, websocket = results.get(DAEMON), results.get(WEBSOCKET)
+    if not native or not websocket:
+        return
+    ratio = median([r.rate for r in websocket]) / median([r.rate for r in native])
+    pairs = ", ".join(f"{w.rate / d.rate:.2f}" for d, w in zip(native, websocket, strict=False))
+    cpu, cpu_ws = (median([r.per_message_us(r.cpu) for r in runs]) for runs in (native, websocket))
+    broker, broker_ws = (
+        median([r.per_message_us(r.broker_cpu) for r in runs]) for runs in (native, websocket)
+    )
+    print(
+        f"\nTransports: daemon+websocket at {ratio:.2f} of the native daemon's msgs/s (ratio of "
+        f"medians; per round {pairs}); process CPU {cpu_ws:.1f} against {cpu:.1f} us/msg, "
+        f"broker CPU {broker_ws:.1f} against {broker:.1f} us/msg (the WebSocket proxy runs "
+        "in the broker's JVM here)"
+    )
+
+
+def print_connector(results: dict[str, list[WorkerResult]]) -> None:
+    connector, websocket = results.get(TUYA_CONNECTOR), results.get(WEBSOCKET)
+    if not connector or not websocket:
+        return
+    ratio = median([r.rate for r in websocket]) / median([r.rate for r in connector])
+    duplicates = sum(r.duplicates for r in connector)
+    print(
+        f"daemon+websocket at {ratio:.2f}x tuya-connector's msgs/s (ratio of medians); "
+        f"tuya-connector saw {duplicates} reports again (its ackTimeoutMillis=3000), and it "
+        "acknowledges every message, handled or not"
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -3,7 +3,9 @@
 Each test runs ``tuya-events run`` as a real process on a fresh Tuya-shaped tenant (11
 partitions), with the test FileRecorder handler writing one line per handled event; the
 ``broker_run`` fixture (:class:`tests.support.daemon.BrokerRun`) starts the instances, publishes
-and reads the delivery ledger back.
+and reads the delivery ledger back. The end-to-end, SIGKILL, SIGTERM and broker-restart scenarios
+run on both transports: the native protocol, and the broker's WebSocket API with Tuya's headers
+(``tuya.transport: websocket``, ids ending in ``websocket``).
 """
 
 from __future__ import annotations
@@ -38,18 +40,27 @@ MAX_IN_FLIGHT = 1000  # consumer.max_in_flight's default
 # unsent group (a run here once saw 1,002).
 ACK_GROUP = 1000
 KILL_DUPLICATES_BOUND = MAX_IN_FLIGHT + ACK_GROUP
+WEBSOCKET = {"transport": "websocket"}
 
 
 @pytest.mark.parametrize(
-    ("acknowledgement", "enriched"),
-    [("individual", False), ("cumulative", False), ("individual", True)],
-    ids=["individual", "cumulative", "individual-enriched"],
+    ("acknowledgement", "enriched", "transport"),
+    [
+        ("individual", False, "native"),
+        ("cumulative", False, "native"),
+        ("individual", True, "native"),
+        ("individual", False, "websocket"),
+    ],
+    ids=["individual", "cumulative", "individual-enriched", "websocket"],
 )
 def test_end_to_end_each_message_handled_once_in_order_and_acked(
-    broker_run: BrokerRun, acknowledgement: str, enriched: bool
+    broker_run: BrokerRun, acknowledgement: str, enriched: bool, transport: str
 ) -> None:
     devices = 60
-    options: dict[str, Any] = {"consumer": {"acknowledgement": acknowledgement}}
+    options: dict[str, Any] = {
+        "consumer": {"acknowledgement": acknowledgement},
+        "transport": transport,
+    }
     with serving() as start:
         if enriched:
             # The devices' cloud: every device is new to the daemon and looked up mid-stream.
@@ -126,6 +137,12 @@ class Interruption:
     finish_timeout: float = 120
     backlog_timeout: float = 30
 
+    @property
+    def transport(self) -> str:
+        """The interrupted instance's, and so its successor's."""
+        transport: str = self.instance.get("transport", "native")
+        return transport
+
 
 INTERRUPTIONS = [
     # Only messages handled but not yet acknowledged at the kill may come again.
@@ -171,6 +188,53 @@ INTERRUPTIONS = [
         ),
         id="broker-restart",
     ),
+    # The same three on the WebSocket transport. Its window is max_in_flight (1000 here), so
+    # a kill may bring back what was in flight plus the acknowledgements not yet sent.
+    pytest.param(
+        Interruption(
+            messages=3000,
+            devices=40,
+            instance={"recorder": {"delay": 0.002}, **WEBSOCKET},
+            progress=800,
+            progress_timeout=120,
+            interrupt=kill,
+            successor=True,
+            max_duplicated=KILL_DUPLICATES_BOUND,
+        ),
+        id="sigkill-websocket",
+    ),
+    pytest.param(
+        Interruption(
+            messages=1500,
+            devices=30,
+            instance={
+                "recorder": {"delay": 0.05},
+                "consumer": {"max_in_flight": 100},
+                **WEBSOCKET,
+            },
+            progress=100,
+            interrupt=terminate,
+            successor=True,
+            max_duplicated=0,
+            says="stopped cleanly",
+        ),
+        id="sigterm-drains-websocket",
+    ),
+    pytest.param(
+        Interruption(
+            messages=2000,
+            devices=40,
+            instance={"recorder": {"delay": 0.003}, **WEBSOCKET},
+            progress=300,
+            interrupt=restart_broker,
+            successor=False,
+            max_duplicated=None,
+            says="lost the connection to the message service",
+            finish_timeout=180,
+            backlog_timeout=60,
+        ),
+        id="broker-restart-websocket",
+    ),
     # The caveat the README gives for ``acknowledgement: cumulative``, pinned down. A broker
     # restart may lose its last acknowledgements; pulsar-client then ignores the redelivery of
     # what it acknowledged cumulatively, so part of the backlog may stay until a later message
@@ -209,7 +273,9 @@ def test_an_interruption_mid_stream_loses_nothing(
     )
     case.interrupt(broker_run, interrupted, stream)
     interrupted_at = broker_run.handled()
-    finisher = broker_run.start("successor") if case.successor else interrupted
+    finisher = (
+        broker_run.start("successor", transport=case.transport) if case.successor else interrupted
+    )
     broker_run.wait_handled(
         len(first), case.finish_timeout, "everything after the interruption", finisher
     )

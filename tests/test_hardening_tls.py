@@ -716,3 +716,27 @@ def test_the_daemon_says_each_finding_once_at_start(tmp_path: Path) -> None:
     assert [key for key, _ in said] == ["tls.insecure", "handlers[0].url"]
     assert all(e["log_level"] == "warning" for e in logs if "key" in e)
     assert not any(ACCESS_SECRET in str(entry) for entry in logs)
+
+
+def test_a_plaintext_websocket_url_to_a_remote_host_is_said_loudly() -> None:
+    from tuya_events.config.loader import settings_from_mapping
+    from tuya_events.config.transport_security import insecure_transports
+
+    def findings(url: str) -> list[str]:
+        settings = settings_from_mapping(
+            {
+                "tuya": {
+                    "access_id": "a" * 20,
+                    "access_secret": "b" * 32,
+                    "region": "eu",
+                    "transport": "websocket",
+                    "websocket_url": url,
+                },
+                "handlers": [{"type": "log"}],
+            }
+        )
+        return [finding.where for finding in insecure_transports(settings, {})]
+
+    assert findings("ws://broker.example.com:8080/") == ["tuya.websocket_url"]
+    assert findings("ws://127.0.0.1:8080/") == []
+    assert findings("wss://mqe.tuyaeu.com:8285/") == []

@@ -1,6 +1,8 @@
 """The ``Source`` contract (tuya_events/transport/base.py), written once and held against every
 source the daemon consumes from: ``MemorySource`` (the demo's, and the fast tests' broker) and
-``PulsarSource`` on the real test broker, with individual and with cumulative acknowledgements.
+``PulsarSource`` on the real test broker, with individual and with cumulative acknowledgements,
+and ``WebSocketSource`` on the broker's WebSocket API and on its loopback stand-in
+(tests/support/websocket_api.py).
 
 What the daemon relies on: what is published is received, byte for byte, each message under an
 id of its own and in order per key; an acknowledged message is not delivered again after a
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 import pulsar
@@ -25,7 +27,9 @@ import pytest
 from tests.pulsar.broker import PulsarBroker
 from tests.pulsar.tenant import TuyaTenant
 from tests.support.producer import raw_producer
+from tests.support.servers import serving
 from tests.support.sources import pulsar_source_for, receive
+from tests.support.websocket_api import LoopbackWebSocketApi, websocket_source_for
 from tuya_events.delivery import Delivery
 from tuya_events.transport.base import Source
 from tuya_events.transport.memory import MemorySource
@@ -87,22 +91,65 @@ class PulsarEndpoint:
         return again
 
 
+class WebSocketEndpoint:
+    """The WebSocket source on a service's WebSocket API; ``send`` publishes on its topic."""
+
+    def __init__(
+        self,
+        url: str,
+        access_id: str,
+        access_secret: str,
+        send: Callable[[bytes, dict[str, str], str], object],
+    ) -> None:
+        self.url, self.access_id, self.access_secret = url, access_id, access_secret
+        self.send = send
+        self.opened = 0
+
+    def open(self) -> Source:
+        self.opened += 1
+        name = f"contract-{self.opened}"
+        return websocket_source_for(self.url, self.access_id, self.access_secret, name)
+
+    def publish(self, body: bytes, properties: dict[str, str], key: str) -> None:
+        self.send(body, properties, key)
+
+    async def reconnected(self, source: Source) -> Source:
+        await source.close()
+        again = self.open()
+        await again.start()
+        return again
+
+
 @pytest.fixture(
     params=[
         "memory",
         pytest.param("pulsar-individual", marks=pytest.mark.broker),
         pytest.param("pulsar-cumulative", marks=pytest.mark.broker),
+        "websocket-loopback",
+        pytest.param("websocket", marks=pytest.mark.broker),
     ]
 )
 def endpoint(request: pytest.FixtureRequest) -> Iterator[Endpoint]:
     if request.param == "memory":
         yield MemoryEndpoint()
         return
+    if request.param == "websocket-loopback":
+        with serving() as start:
+            api = start(LoopbackWebSocketApi("contractaccessid0000", "s" * 32))
+            yield WebSocketEndpoint(api.url, api.access_id, "s" * 32, api.publish)
+        return
     broker: PulsarBroker = request.getfixturevalue("pulsar_broker")
     tenant: TuyaTenant = request.getfixturevalue("tuya_tenant")
-    acknowledgement = request.param.removeprefix("pulsar-")
     with raw_producer(broker, tenant.topic()) as producer:
-        yield PulsarEndpoint(tenant, producer, acknowledgement)
+        if request.param == "websocket":
+
+            def send(body: bytes, properties: dict[str, str], key: str) -> None:
+                producer.send(body, properties=properties, partition_key=key)
+
+            url, access_id, secret = tenant.websocket_url, tenant.access_id, tenant.access_secret
+            yield WebSocketEndpoint(url, access_id, secret, send)
+            return
+        yield PulsarEndpoint(tenant, producer, request.param.removeprefix("pulsar-"))
 
 
 @contextlib.asynccontextmanager

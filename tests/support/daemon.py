@@ -44,6 +44,7 @@ class DaemonProcess:
         handlers: list[dict[str, Any]] | None = None,
         sections: dict[str, Any] | None = None,
         tuya: dict[str, Any] | None = None,
+        transport: str = "native",
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -51,11 +52,16 @@ class DaemonProcess:
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.dead_letter_path = workdir / f"{name}-dead-letters.sqlite3"
+        # websocket: the broker's WebSocket API, with Tuya's headers (tests/pulsar/tenant.py)
+        websocket = {"transport": "websocket", "websocket_url": tenant.websocket_url}
+        if transport != "websocket":
+            websocket = {}
         config = {
             "tuya": {
                 "access_id": tenant.access_id,
                 "access_secret": tenant.access_secret,
                 "pulsar_url": pulsar_url or tenant.broker_url,
+                **websocket,
                 **(tuya or {}),  # more keys of tuya: (an openapi_url, say)
             },
             "tls": tls or {},

@@ -72,18 +72,39 @@ def run_daemon(
         return exit_code(asyncio.run(daemon.run(stop_after)))
 
 
-def run(args: argparse.Namespace) -> int:
-    from tuya_events.transport.pulsar import PulsarSource, SourceUnavailable
+def source_for(settings: Settings, consumer_name: str | None) -> tuple[Source, type[Exception]]:
+    """The source ``tuya.transport`` names, and the exception it raises when the service
+    refuses it or cannot be reached. Imported here: the WebSocket one needs no pulsar-client."""
+    if settings.tuya.transport == "websocket":
+        from tuya_events.transport import websocket
 
+        return websocket.WebSocketSource(settings, consumer_name), websocket.SourceUnavailable
+    try:
+        from tuya_events.transport import pulsar
+    except ImportError as exc:  # pulsar-client has no wheel for this machine (32-bit ARM, ...)
+        raise ConfigError(
+            [
+                (
+                    "tuya.transport",
+                    f"native needs pulsar-client, which cannot be imported here ({exc}): "
+                    "pip install 'tuya-events[native]' where it has a wheel, or set "
+                    "tuya.transport: websocket (docs/transports.md)",
+                )
+            ]
+        ) from None
+    return pulsar.PulsarSource(settings, consumer_name=consumer_name), pulsar.SourceUnavailable
+
+
+def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    source, unavailable = source_for(settings, args.consumer_name)
     try:
-        source = PulsarSource(settings, consumer_name=args.consumer_name)
         return run_daemon(settings, source, load=lambda: load_settings(args.config))
     except HandlerStartError as exc:
         log.error("cannot start", error=str(exc))
         return exits.SOFTWARE
-    except (SourceUnavailable, ListenerUnavailable) as exc:
+    except (unavailable, ListenerUnavailable) as exc:
         message = REDACTOR(str(exc))
         log.error("cannot consume", error=message)
         if not sys.stderr.isatty():

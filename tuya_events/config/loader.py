@@ -238,9 +238,11 @@ def _semantic_problems(settings: Settings) -> Problems:
     """Rules across keys, reported with the key a user should change."""
     problems: Problems = []
     tuya = settings.tuya
-    if tuya.region is None and tuya.pulsar_url is None:
+    websocket_given = tuya.transport == "websocket" and tuya.websocket_url is not None
+    if tuya.region is None and tuya.pulsar_url is None and not websocket_given:
+        where = "tuya.websocket_url" if tuya.transport == "websocket" else "tuya.pulsar_url"
         problems.append(
-            ("tuya.region", "give a region (cn, us, us-east, eu, eu-west, in) or tuya.pulsar_url")
+            ("tuya.region", f"give a region (cn, us, us-east, eu, eu-west, in) or {where}")
         )
     if not settings.tls.verify and not settings.tls.insecure:
         problems.append(
@@ -293,6 +295,7 @@ def settings_from_mapping(
     tree = interpolate(tree, environ, problems)
     resolve_secret_files(tree.get("tuya"), ("access_secret",), problems, ("tuya",))
     resolve_secret_files(tree.get("ledger"), ("dsn",), problems, ("ledger",))
+    resolve_secret_files(tree.get("http"), ("token",), problems, ("http",))
     handlers = tree.get("handlers")
     if isinstance(handlers, list):
         for index, handler in enumerate(handlers):

@@ -42,5 +42,10 @@ def secret_values(settings: Settings) -> list[str]:
     # Typed secrets (SecretStr) dump as the placeholder too: put their values back.
     ledger_dsn = settings.ledger.dsn
     tree["ledger"]["dsn"] = ledger_dsn.get_secret_value() if ledger_dsn is not None else None
+    for section in ("http", "tail"):
+        block = getattr(settings, section, None)
+        token = getattr(block, "token", None)
+        if token is not None and section in tree:
+            tree[section]["token"] = token.get_secret_value()
     values.extend(_from_tree(tree))
     return list(dict.fromkeys(values))

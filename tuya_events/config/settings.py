@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from tuya_events.config.interpolate import SecretFileError, read_secret_file
 from tuya_events.config.types import Duration, ListenAddress
 from tuya_events.tuya.regions import REGIONS, event_topic, subscription_name
 from tuya_events.tuya.regions import notice_topic as documented_notice_topic
@@ -38,6 +39,10 @@ class TuyaSettings(Section):
     # subscription name; a project without the topic only gets a warning at start.
     notices: bool = True
     notice_topic: str | None = Field(default=None, min_length=1)
+    # native: Apache's pulsar-client (faster); websocket: Pulsar's WebSocket API over HTTPS-like
+    # traffic, for networks and machines the native client cannot reach (docs/transports.md).
+    transport: Literal["native", "websocket"] = "native"
+    websocket_url: str | None = Field(default=None, min_length=1)
 
     @field_validator("access_secret")
     @classmethod
@@ -51,6 +56,18 @@ class TuyaSettings(Section):
     @property
     def resolved_pulsar_url(self) -> str:
         return self.pulsar_url or REGIONS[self.region or "eu"].pulsar_url
+
+    @property
+    def resolved_websocket_url(self) -> str:
+        """``websocket_url``, else the WebSocket API of the data center whose native endpoint
+        ``pulsar_url`` names, else the region's (``_websocket_url_known`` makes sure one of
+        these is meant when the WebSocket transport is chosen)."""
+        if self.websocket_url:
+            return self.websocket_url
+        for region in REGIONS.values():
+            if self.pulsar_url and region.pulsar_url.rstrip("/") == self.pulsar_url.rstrip("/"):
+                return region.websocket_url
+        return REGIONS[self.region or "eu"].websocket_url
 
     @property
     def resolved_openapi_url(self) -> str:
@@ -75,6 +92,20 @@ class TuyaSettings(Section):
         the broker (Failover, same consumer name) or read twice."""
         if self.notices and self.resolved_notice_topic == self.topic:
             raise ValueError("notice_topic must not be the event topic")
+        return self
+
+    @model_validator(mode="after")
+    def _websocket_url_known(self) -> TuyaSettings:
+        """A ``pulsar_url`` of another broker says nothing about its WebSocket API: falling
+        back to the region's would send the login to Tuya's data center instead."""
+        if self.transport != "websocket" or self.websocket_url or not self.pulsar_url:
+            return self
+        documented = {region.pulsar_url.rstrip("/") for region in REGIONS.values()}
+        if self.pulsar_url.rstrip("/") not in documented:
+            raise ValueError(
+                "transport websocket with a pulsar_url of another broker: give its WebSocket "
+                "API as websocket_url (ws:// or wss://host:port)"
+            )
         return self
 
 
@@ -168,6 +199,44 @@ class HttpSettings(Section):
     enabled: bool = True
     listen: ListenAddress = ("127.0.0.1", 9464)
     ready_max_silence: Duration | None = None
+    # The listener's bearer token, for the status page at / and the live tail (unless
+    # ``tail.token`` is set, which then serves both): required when set; without one, neither is
+    # served on a listener beyond loopback.
+    token: SecretStr | None = Field(default=None, min_length=16)
+
+
+class TailSettings(Section):
+    """``tail:``: the live stream of events ``tuya-events tail`` reads from the HTTP listener."""
+
+    enabled: bool = True
+    # A bearer token (or ``token_file``): required when set, and to serve the tail on a
+    # listener beyond loopback. Without one, ``http.token`` is used when that is set.
+    token: SecretStr | None = Field(default=None, min_length=16)
+    # Messages a viewer may fall behind by; beyond, its oldest are dropped, counted and told.
+    buffer: int = Field(default=1000, ge=1, le=100_000)
+    max_viewers: int = Field(default=4, ge=1, le=64)
+    # A viewer whose connection takes no byte for this long is disconnected (its slot freed).
+    stall_timeout: Duration = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_file(cls, data: Any) -> Any:
+        """``token_file: PATH`` reads the token, as ``*_file`` does for the other secrets."""
+        if not isinstance(data, dict) or "token_file" not in data:
+            return data
+        data = dict(data)
+        path = data.pop("token_file")
+        if data.get("token") not in (None, ""):
+            raise ValueError("give either token or token_file, not both")
+        if not isinstance(path, str) or not path:
+            raise ValueError("token_file must be a file path")
+        try:
+            data["token"] = read_secret_file(path)
+        except OSError as exc:
+            raise ValueError(f"token_file: cannot read {path}: {exc.strerror or exc}") from None
+        except SecretFileError as exc:
+            raise ValueError(f"token_file: {exc}") from None
+        return data
 
 
 class LoggingSettings(Section):
@@ -287,6 +356,7 @@ class Settings(Section):
     retry: RetrySettings = RetrySettings()
     dead_letter: DeadLetterSettings = DeadLetterSettings()
     http: HttpSettings = HttpSettings()
+    tail: TailSettings = TailSettings()
     logging: LoggingSettings = LoggingSettings()
     # The OpenAPI client's options, for every action handler and ``tuya-events api``: one
     # client per cloud project, so one place to set them.

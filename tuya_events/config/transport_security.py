@@ -25,8 +25,8 @@ from tuya_events.observability.logging import get_logger
 
 log = get_logger("tuya_events.security")
 
-TLS_SCHEMES = frozenset({"pulsar+ssl", "https"})
-PLAINTEXT_SCHEMES = frozenset({"pulsar", "http"})
+TLS_SCHEMES = frozenset({"pulsar+ssl", "https", "wss"})
+PLAINTEXT_SCHEMES = frozenset({"pulsar", "http", "ws"})
 # libpq's names; asyncpg also takes verify_ca / verify_full, normalised by postgres_sslmode.
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Where asyncpg connects when neither the DSN nor PGHOST names a host: all on this machine.
@@ -157,7 +157,11 @@ def _hosts_text(hosts: list[str]) -> str:
 
 def _tuya_findings(settings: Settings) -> Iterator[Finding]:
     tuya = settings.tuya
-    pulsar_url, openapi_url = tuya.resolved_pulsar_url, tuya.resolved_openapi_url
+    websocket = tuya.transport == "websocket"
+    # The message service's URL as the transport reaches it: ws:// is plaintext, wss:// TLS.
+    pulsar_url = tuya.resolved_websocket_url if websocket else tuya.resolved_pulsar_url
+    pulsar_key = "tuya.websocket_url" if websocket else "tuya.pulsar_url"
+    openapi_url = tuya.resolved_openapi_url
     unverified = []
     if not settings.tls.verify_certificates:
         if _scheme(pulsar_url) in TLS_SCHEMES:
@@ -173,7 +177,7 @@ def _tuya_findings(settings: Settings) -> Iterator[Finding]:
     remote = _remote(url_hosts(pulsar_url))
     if _scheme(pulsar_url) in PLAINTEXT_SCHEMES and remote:
         yield Finding(
-            "tuya.pulsar_url",
+            pulsar_key,
             f"plaintext {_scheme(pulsar_url)}:// to a non-loopback host ({_hosts_text(remote)}): "
             "the login (a password derived from the access secret) crosses the network "
             "unencrypted, and with it anyone on the path can subscribe in your place",

@@ -34,7 +34,6 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
-import pulsar
 
 from tuya_events.config.settings import Settings
 from tuya_events.config.transport_security import TLS_SCHEMES
@@ -69,6 +68,8 @@ def quiet_pulsar_logger() -> Any:
     """The C++ client's own lines go nowhere: its console logger writes to stdout (it would
     break ``--json``) and a Python logger is called from the client's threads, even while the
     interpreter exits (which can abort the process). The doctor reports what failed itself."""
+    import pulsar  # here: a WebSocket-only install has no pulsar-client
+
     return pulsar.FileLogger(pulsar.LoggerLevel.Error, os.devnull)
 
 
@@ -163,6 +164,8 @@ class MessageChecks:
     # -- 5a: the native login -------------------------------------------------------------
 
     async def _login(self) -> Result:
+        import pulsar  # here: a WebSocket-only install has no pulsar-client
+
         tuya, tls = self.settings.tuya, self.settings.tls
         url = tuya.resolved_pulsar_url
         title = TITLES[LOGIN]
@@ -188,6 +191,8 @@ class MessageChecks:
         return passed(LOGIN, title, f"{url} accepted the key pair; {tuya.topic} has {count}")
 
     def _lookup(self, url: str) -> int:
+        import pulsar
+
         tuya, tls = self.settings.tuya, self.settings.tls
         access_id, secret = self.credentials
         options: dict[str, Any] = {

@@ -16,12 +16,11 @@ import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import asyncpg
-import pulsar
 from yarl import URL
 
 from tuya_events.config.settings import HandlerSettings, Settings
@@ -34,9 +33,11 @@ from tuya_events.doctor.report import Mark, Report, Result, failed, passed, skip
 from tuya_events.handlers.database.options import DatabaseOptions, describe
 from tuya_events.handlers.database.postgres import tls_refused, verified_tls
 from tuya_events.handlers.database.schema import LATEST_VERSION, SchemaTooNew, versions_table
-from tuya_events.handlers.pulsar_forward import PulsarForwardOptions
 from tuya_events.handlers.webhook import WebhookOptions
 from tuya_events.observability.redact import mask_url
+
+if TYPE_CHECKING:
+    from tuya_events.handlers.pulsar_forward import PulsarForwardOptions
 
 MAX_TIMEOUT = 10.0
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -270,6 +271,10 @@ def _postgres_problem(exc: BaseException, shown: str, where: str) -> TargetProbl
 
 
 async def pulsar_forward(raw: dict[str, Any], where: str) -> str:
+    import pulsar  # here: a WebSocket-only install has no pulsar-client
+
+    from tuya_events.handlers.pulsar_forward import PulsarForwardOptions
+
     options = PulsarForwardOptions.model_validate(raw)
     parsed = urlsplit(options.service_url)
     secure = parsed.scheme == "pulsar+ssl"
@@ -292,6 +297,8 @@ async def pulsar_forward(raw: dict[str, Any], where: str) -> str:
 
 
 def _lookup(options: PulsarForwardOptions, timeout: int) -> None:
+    import pulsar
+
     client_options: dict[str, Any] = {
         "operation_timeout_seconds": timeout,
         "logger": quiet_pulsar_logger(),
