@@ -26,8 +26,10 @@ lint: $(STAMP)
 
 test-deps: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-mosquitto.sh
 	bash scripts/ensure-promtool.sh
 	bash scripts/ensure-deploy-tools.sh
+	bash scripts/ensure-browser.sh
 	$(BIN)/python -m tests.pulsar prepare
 
 test: lint test-deps

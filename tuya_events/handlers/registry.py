@@ -30,6 +30,7 @@ def _builtin_types() -> dict[str, str]:
         "action": "tuya_events.handlers.action:ActionHandler",
         "database": "tuya_events.handlers.database:DatabaseHandler",
         "log": "tuya_events.handlers.log:LogHandler",
+        "mqtt": "tuya_events.handlers.mqtt:MqttHandler",
         "pulsar": "tuya_events.handlers.pulsar_forward:PulsarForwardHandler",
         "webhook": "tuya_events.handlers.webhook:WebhookHandler",
     }
