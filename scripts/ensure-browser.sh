@@ -34,34 +34,12 @@ find_driver() {
         /usr/lib/chromium/chromedriver
 }
 
-# Run a command as root: directly when we are root, through sudo otherwise.
-as_root() {
-    if ((EUID == 0)); then
-        "$@"
-    else
-        sudo "$@"
-    fi
-}
-
-install_browser() {
-    if ((EUID != 0)) && ! command -v sudo >/dev/null 2>&1; then
-        echo "ensure-browser: not root and no sudo: cannot install chromium" >&2
-        exit 1
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "ensure-browser: no apt-get here: install Chromium and its chromedriver by hand" \
-            "(or set CHROMIUM and CHROMEDRIVER)" >&2
-        exit 1
-    fi
-    echo "ensure-browser: chromium or chromedriver not found: installing Debian's chromium" \
-        "and chromium-driver"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends chromium chromium-driver fonts-dejavu-core
-}
+# shellcheck source=debian-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian-install.sh"
 
 if [[ -z "$(find_chromium)" || -z "$(find_driver)" ]]; then
-    install_browser
+    echo "ensure-browser: chromium or chromedriver not found (CHROMIUM, CHROMEDRIVER may name them)"
+    debian_install ensure-browser chromium chromium-driver fonts-dejavu-core
 fi
 chromium=$(find_chromium)
 driver=$(find_driver)
