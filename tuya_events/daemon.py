@@ -36,6 +36,8 @@ from tuya_events.observability.http import HttpServer
 from tuya_events.observability.logging import configure_logging, get_logger
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.notices import NoticeWatcher
+from tuya_events.observability.status_page import StatusPage
+from tuya_events.observability.status_state import LatestValues, SharedTap
 from tuya_events.observability.systemd import SystemdNotifier
 from tuya_events.observability.tail import LiveTail
 from tuya_events.pipeline.pipeline import DeadLetterSink
@@ -113,11 +115,16 @@ class Daemon:
         )
         self.http: HttpServer | None = None
         self.tail: LiveTail | None = None  # ``/tail``: taps the pipeline while someone watches
+        self.latest: LatestValues | None = None  # the status page's latest values per device
         if settings.http.enabled if http is None else http:
             host, port = settings.http.listen
             self.http = HttpServer(host, port, self.metrics, self.health)
-            self.tail = LiveTail.from_settings(settings, self.pipeline)
+            self.latest = LatestValues()
+            # One tap: the latest values always, the tail's beside them while someone watches.
+            taps = SharedTap(self.pipeline, self.latest.observe)
+            self.tail = LiveTail.from_settings(settings, taps)
             self.tail.serve_on(self.http)
+            self.http.add_routes(StatusPage.of(self, self.latest).register)
         self.systemd = SystemdNotifier()
         self._stop = asyncio.Event()
         self._signals = 0

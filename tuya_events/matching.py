@@ -43,6 +43,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuya_events.tuya.events import (
@@ -227,14 +228,16 @@ def _device_attribute_in(attribute: str, allowed: frozenset[str]) -> Predicate:
     return device_attribute_in
 
 
-def _compile_rule(rule: MatchRule) -> Predicate:
-    tests: list[Predicate] = []
+def _rule_tests(rule: MatchRule) -> list[tuple[str, Predicate]]:
+    """Each key of the rule with its test, in a fixed order: :func:`compile_match` ANDs them,
+    :func:`explain` names the ones that fail."""
+    tests: list[tuple[str, Predicate]] = []
     if rule.kind is not None:
         kinds = frozenset(rule.kind)
-        tests.append(lambda e: e.kind in kinds)
+        tests.append(("kind", lambda e: e.kind in kinds))
     if rule.protocol is not None:
         protocols = frozenset(rule.protocol)
-        tests.append(lambda e: e.protocol in protocols)
+        tests.append(("protocol", lambda e: e.protocol in protocols))
     for attribute in ("biz_code", "device_id", "product_key"):
         wanted = getattr(rule, attribute)
         if wanted is not None:
@@ -243,18 +246,20 @@ def _compile_rule(rule: MatchRule) -> Predicate:
             def attribute_in(e: Event, a: str = attribute, s: frozenset[str] = allowed) -> bool:
                 return getattr(e, a) in s
 
-            tests.append(attribute_in)
+            tests.append((attribute, attribute_in))
     if rule.event_name is not None:
         names = frozenset(rule.event_name)
-        tests.append(lambda e: isinstance(e, DeviceEvent) and e.event_name in names)
+        tests.append(("event_name", lambda e: isinstance(e, DeviceEvent) and e.event_name in names))
     if rule.source is not None:
         sources = frozenset(rule.source)
-        tests.append(lambda e: e.source in sources)
+        tests.append(("source", lambda e: e.source in sources))
     if rule.status_code is not None:
         codes = frozenset(rule.status_code)
-        tests.append(
-            lambda e: isinstance(e, StatusReport) and any(s.code in codes for s in e.statuses)
-        )
+
+        def has_code(e: Event) -> bool:
+            return isinstance(e, StatusReport) and any(s.code in codes for s in e.statuses)
+
+        tests.append(("status_code", has_code))
     if rule.value:
         value_tests = [(code, _value_test(cond)) for code, cond in rule.value.items()]
 
@@ -262,7 +267,7 @@ def _compile_rule(rule: MatchRule) -> Predicate:
             values = _status_values(e)
             return all(test(values.get(code, _MISSING)) for code, test in value_tests)
 
-        tests.append(values_hold)
+        tests.append(("value", values_hold))
     if rule.biz_data:
         biz_tests = [(key, _value_test(cond)) for key, cond in rule.biz_data.items()]
 
@@ -270,11 +275,11 @@ def _compile_rule(rule: MatchRule) -> Predicate:
             data = e.biz_data if isinstance(e, DeviceEvent) else {}
             return all(test(data.get(key, _MISSING)) for key, test in biz_tests)
 
-        tests.append(biz_data_holds)
+        tests.append(("biz_data", biz_data_holds))
     if rule.device_name is not None:
-        tests.append(_device_attribute_in("name", frozenset(rule.device_name)))
+        tests.append(("device_name", _device_attribute_in("name", frozenset(rule.device_name))))
     if rule.category is not None:
-        tests.append(_device_attribute_in("category", frozenset(rule.category)))
+        tests.append(("category", _device_attribute_in("category", frozenset(rule.category))))
     if rule.scaled:
         scaled_tests = [(code, _value_test(cond)) for code, cond in rule.scaled.items()]
 
@@ -282,7 +287,12 @@ def _compile_rule(rule: MatchRule) -> Predicate:
             values = _scaled_values(e)
             return all(test(values.get(code, _MISSING)) for code, test in scaled_tests)
 
-        tests.append(scaled_hold)
+        tests.append(("scaled", scaled_hold))
+    return tests
+
+
+def _compile_rule(rule: MatchRule) -> Predicate:
+    tests = [test for _, test in _rule_tests(rule)]
     if not tests:
         return always
     if len(tests) == 1:
@@ -298,3 +308,91 @@ def compile_match(rules: dict[str, Any] | list[dict[str, Any]] | None) -> Predic
         return _compile_rule(MatchRule.model_validate(rules))
     compiled = [_compile_rule(MatchRule.model_validate(rule)) for rule in rules]
     return lambda e: any(predicate(e) for predicate in compiled)
+
+
+# -- explaining a non-match (``tuya-events test-routes``) ---------------------------------------
+
+
+def explain(rules: dict[str, Any] | list[dict[str, Any]] | None, event: Event) -> list[str]:
+    """Why ``event`` does not match the ``match:`` section ``rules``: for each rule (``rule N:``
+    when there are several), the keys that do not hold and what the event has instead. Empty
+    when it matches. Built on the tests :func:`compile_match` uses, so the two cannot disagree;
+    raises pydantic's ValidationError as it does."""
+    if not rules:
+        return []
+    listed = [rules] if isinstance(rules, dict) else rules
+    reasons: list[str] = []
+    for number, raw in enumerate(listed, 1):
+        rule = MatchRule.model_validate(raw)
+        failing = [_why(rule, key, event) for key, test in _rule_tests(rule) if not test(event)]
+        if not failing:
+            return []
+        prefix = f"rule {number}: " if len(listed) > 1 else ""
+        reasons.append(prefix + "; ".join(failing))
+    return reasons
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "missing"
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+def _wanted(values: list[Any]) -> str:
+    if len(values) == 1:
+        return _shown(values[0])
+    return "one of [" + ", ".join(_shown(v) for v in values) + "]"
+
+
+def _condition_text(condition: ValueCondition) -> str:
+    given = condition.model_dump(by_alias=True, exclude_unset=True)
+    return "{" + ", ".join(f"{key}: {_shown(value)}" for key, value in given.items()) + "}"
+
+
+def _conditions_failing(
+    section: str, conditions: dict[str, ValueCondition], values: dict[str, Any]
+) -> list[str]:
+    failing = []
+    for code, condition in conditions.items():
+        actual = values.get(code, _MISSING)
+        if not _value_test(condition)(actual):
+            failing.append(
+                f"{section}.{code} is {_shown(actual)}, wanted {_condition_text(condition)}"
+            )
+    return failing
+
+
+def _why(rule: MatchRule, key: str, event: Event) -> str:
+    """One failing key of ``rule``, said with the event's own value."""
+    wanted = getattr(rule, key)
+    if key in ("device_name", "category"):
+        device = event.device
+        if device is None:
+            return f"{key}: the event is not enriched (enrichment is off)"
+        if not device.known:
+            return f"{key}: the device is not in the catalogue"
+        actual = device.name if key == "device_name" else device.category
+        return f"{key} is {_shown(actual)}, not {_wanted(wanted)}"
+    if key == "event_name" and not isinstance(event, DeviceEvent):
+        return f"event_name: not a device event (kind {event.kind})"
+    if key in ("status_code", "value", "scaled") and not isinstance(event, StatusReport):
+        return f"{key}: not a status report (kind {event.kind})"
+    if key == "status_code":
+        assert isinstance(event, StatusReport)  # narrowed above
+        codes = [item.code for item in event.statuses]
+        return f"status_code: the report has {_shown(codes)}, none of {_shown(wanted)}"
+    if key == "value":
+        return "; ".join(_conditions_failing(key, wanted, _status_values(event)))
+    if key == "scaled":
+        failing = _conditions_failing(key, wanted, _scaled_values(event))
+        if event.device is None:
+            failing.append("(no scaled values: enrichment is off)")
+        return "; ".join(failing)
+    if key == "biz_data":
+        data = event.biz_data if isinstance(event, DeviceEvent) else {}
+        return "; ".join(_conditions_failing(key, wanted, data))
+    actual = event.kind if key == "kind" else getattr(event, key)
+    return f"{key} is {_shown(actual)}, not {_wanted(wanted)}"

@@ -8,9 +8,9 @@ already on their way finish on the handlers they started with (the pipeline keep
 message's plan); a handler no longer configured is stopped once those messages are done.
 
 What cannot change without a restart -- the credentials, the broker and its subscription, TLS,
-the consumer, the dead-letter store, the HTTP listener, the state directory and the catalogue's
-file, the shared ledger, enrichment on or off -- is refused, naming the keys, and the running
-configuration stays, as it does for a file that does not validate.
+the consumer, the dead-letter store, the HTTP listener and the live tail, the state directory
+and the catalogue's file, the shared ledger, enrichment on or off -- is refused, naming the
+keys, and the running configuration stays, as it does for a file that does not validate.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tuya_events.config.settings import HandlerSettings, Settings
 from tuya_events.handlers.base import Handler
 
 # Top-level sections that only a restart can change.
-FIXED_SECTIONS = ("tuya", "tls", "consumer", "dead_letter", "http", "state", "ledger")
+FIXED_SECTIONS = ("tuya", "tls", "consumer", "dead_letter", "http", "state", "ledger", "tail")
 # Keys within sections that may otherwise change.
 FIXED_KEYS = (("catalogue", "path"), ("enrichment", "enabled"), ("logging", "format"))
 

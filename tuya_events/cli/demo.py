@@ -71,6 +71,21 @@ def demo_settings(
     return settings_from_mapping(tree, {}, source="demo")
 
 
+def status_page_line(host: str, port: int) -> str:
+    """Where the status page is, as the first line the demo prints."""
+    from tuya_events.observability.status_page import is_loopback
+
+    shown = f"[{host}]" if ":" in host else host
+    if port == 0:
+        return f"status page: http://{shown}:<port>/ (the port is in the 'http listening' line)"
+    if not is_loopback(host):
+        return (
+            f"status page: off on http://{shown}:{port}/: beyond loopback it needs http.token, "
+            "which the demo does not set (run it with --http 127.0.0.1:PORT to see it)"
+        )
+    return f"status page: http://{shown}:{port}/"
+
+
 def run(args: argparse.Namespace) -> int:
     from tuya_events.cli.demo_cloud import DemoCloud
     from tuya_events.cli.run import run_daemon
@@ -78,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from tuya_events.transport.simulator import SimulatedSource
     from tuya_events.tuya.codec import TuyaEncoder
 
-    parse_listen_address(args.http)
+    host, port = parse_listen_address(args.http)
+    # First, before any log line: the page to open (the embedded default shows its value).
+    print(status_page_line(host, port), flush=True)
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="tuya-events-demo-"))
     secret = secrets.token_hex(16)
     encoder = TuyaEncoder(DEMO_ACCESS_ID, secret)
@@ -89,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     source.services.append(cloud)
     settings = demo_settings(state_dir, args.http, secret, openapi_url)
     configure_logging(settings.logging.level, settings.logging.format)
-    host, port = settings.http.listen
     log.info(
         "demo: simulated Tuya message service",
         devices=len(source.simulator.devices),

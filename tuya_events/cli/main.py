@@ -13,13 +13,39 @@ import traceback
 from collections.abc import Sequence
 
 from tuya_events import __version__
-from tuya_events.cli import api, check_config, decrypt, demo, devices, dlq, health, resync, run
+from tuya_events.cli import (
+    api,
+    check_config,
+    decrypt,
+    demo,
+    devices,
+    dlq,
+    doctor,
+    health,
+    resync,
+    run,
+    tail,
+    test_routes,
+)
 from tuya_events.cli.exits import CONFIG, DATA_ERROR, INTERRUPTED, SOFTWARE, CliError
 from tuya_events.config import ConfigError
 from tuya_events.observability.redact import REDACTOR
 from tuya_events.tuya.errors import DecodeError
 
-SUBCOMMANDS = (run, demo, check_config, decrypt, devices, resync, dlq, health, api)
+SUBCOMMANDS = (
+    run,
+    demo,
+    check_config,
+    doctor,
+    decrypt,
+    devices,
+    resync,
+    dlq,
+    health,
+    api,
+    tail,
+    test_routes,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -212,7 +212,7 @@ class TailSettings(Section):
     # A bearer token (or ``token_file``): required when set, and to serve the tail on a
     # listener beyond loopback. Without one, ``http.token`` is used when that is set.
     token: SecretStr | None = Field(default=None, min_length=16)
-    # Messages a viewer may fall behind by; beyond, its oldest are dropped, counted and told.
+    # Messages a viewer may fall behind by; beyond, the newer are only counted, and it is told.
     buffer: int = Field(default=1000, ge=1, le=100_000)
     max_viewers: int = Field(default=4, ge=1, le=64)
     # A viewer whose connection takes no byte for this long is disconnected (its slot freed).

@@ -10,6 +10,7 @@ traceback per try (observability/accepting.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 from aiohttp import web
@@ -76,6 +77,12 @@ class HttpServer:
         )
         self._runner: web.AppRunner | None = None
         self._acceptor: Acceptor | None = None
+        self._route_sets: list[Callable[[web.Application], None]] = []
+
+    def add_routes(self, register: Callable[[web.Application], None]) -> None:
+        """More pages on this listener (the status page, say): ``register(app)`` adds their
+        routes, and start-up/clean-up hooks, when the listener starts. Call before :meth:`start`."""
+        self._route_sets.append(register)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)
@@ -111,6 +118,8 @@ class HttpServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for register in self._route_sets:
+            register(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, **HEADER_LIMITS)
         await self._runner.setup()
         assert self._runner.server is not None  # set up just now
