@@ -23,15 +23,10 @@ from tests.support.mosquitto import (
     Watcher,
     add_devices,
     bridge_settings,
-    mosquitto_available,
     running_mosquitto,
 )
 from tests.support.servers import serving
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.skipif(
-    not mosquitto_available(), reason="mosquitto not installed: run scripts/ensure-mosquitto.sh"
-)
 
 T0 = 1_700_000_000_000
 
