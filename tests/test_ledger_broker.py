@@ -18,12 +18,14 @@ def test_a_second_instance_joining_a_backlog_repeats_no_side_effect_with_the_led
     broker_run: BrokerRun, postgres_dsn: str
 ) -> None:
     ledger = {"ledger": {"dsn": postgres_dsn, "handlers": ["recorder"], "lease": "10s"}}
-    stream = interleaved_stream(messages=3000, devices=30)  # 100 a device, 50 ms each: 5 s
+    # 100 a device, 100 ms each: 10 s of work, so the second instance joins well before the
+    # first is through, however slowly it starts on a loaded machine.
+    stream = interleaved_stream(messages=3000, devices=30)
     broker_run.subscribe_ahead()
     broker_run.publish(stream)
-    a = broker_run.start("instance-a", recorder={"delay": 0.05}, sections=ledger)
+    a = broker_run.start("instance-a", recorder={"delay": 0.1}, sections=ledger)
     broker_run.wait_progress(300, 120, "the first instance working through the backlog", a)
-    b = broker_run.start("instance-b", recorder={"delay": 0.05}, sections=ledger)
+    b = broker_run.start("instance-b", recorder={"delay": 0.1}, sections=ledger)
     broker_run.wait_handled(len(stream), 180, "every event handled", b)
     broker_run.wait_backlog(0, timeout=60)
     report = broker_run.report(stream)

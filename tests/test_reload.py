@@ -175,6 +175,12 @@ def test_sighup_reloads_and_the_logging_level_changes(tmp_path: Path) -> None:
         )
         return logging.getLogger().level, harness.daemon.settings.logging.level
 
-    root_level, level = _run(settings, scenario, config)
+    import logging
+
+    saved = logging.getLogger().level
+    try:
+        root_level, level = _run(settings, scenario, config)
+    finally:
+        logging.getLogger().setLevel(saved)  # the test's own process: as it was
     assert level == "warning"
-    assert root_level == 30
+    assert root_level == logging.WARNING

@@ -137,7 +137,9 @@ class RawViewer:
                     item = await self.event(0.2)
                     assert item is not None
                     seen.append(item)
-                    if item[0] == "event" and item[1]["event"]["device_id"] == "marker":
+                    # The last one sent: everything before it was received or counted missed
+                    # (an earlier marker may arrive late, after the next was sent).
+                    if item[0] == "event" and seq_of(item[1]) == first + markers:
                         return seen, markers
             except TimeoutError:
                 continue
@@ -349,7 +351,9 @@ def test_a_stopped_cli_is_told_what_it_missed(tmp_path: Path) -> None:
                     while True:
                         line = await asyncio.wait_for(cli.stdout.readline(), 0.2)
                         records.append(orjson.loads(line))
-                        if records[-1].get("event", {}).get("device_id") == "marker":
+                        record = records[-1]
+                        # The last marker sent; an earlier one may arrive after the next went.
+                        if record.get("type") == "event" and seq_of(record) == total + markers:
                             break
                 except TimeoutError:
                     continue

@@ -33,7 +33,7 @@ from tuya_events.handlers.base import Handler, HandlerContext
 from tuya_events.handlers.shared_client import project_client
 from tuya_events.observability.health import Health
 from tuya_events.observability.http import HttpServer
-from tuya_events.observability.logging import configure_logging, get_logger
+from tuya_events.observability.logging import get_logger, set_log_level
 from tuya_events.observability.metrics import Metrics
 from tuya_events.observability.notices import NoticeWatcher
 from tuya_events.observability.status_page import StatusPage
@@ -288,8 +288,8 @@ class Daemon:
 
     def _apply_in_place(self, new: Settings) -> None:
         """The settings that change without touching a handler."""
-        if new.logging != self.settings.logging:
-            configure_logging(new.logging.level, new.logging.format)
+        if new.logging.level != self.settings.logging.level:
+            set_log_level(new.logging.level)  # logging.format needs a restart
         self.pipeline.policy = RetryPolicy(new.retry)
         if new.openapi != self.settings.openapi:
             entry = project_client(self.context)

@@ -35,3 +35,12 @@ def broker_run(
         yield run
     finally:
         run.close()
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Every test leaves logging as it found it: a command run in this process (``main([...])``,
+    a reload) configures it for itself, and its level or structlog's caching would otherwise
+    reach the tests after it (their captured logs came back empty)."""
+    with logs.logging_restored():
+        yield

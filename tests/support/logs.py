@@ -30,3 +30,18 @@ def captured_logs() -> Iterator[io.StringIO]:
         structlog.reset_defaults()
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Run a command in this process that configures logging itself (``main([...])``), and
+    leave logging as it was: its level and structlog's loggers would otherwise stay bound to
+    that command's configuration for the rest of the session."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)

@@ -106,10 +106,16 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(LEVELS[level])
+    set_log_level(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def set_log_level(level: str) -> None:
+    """The level alone (a reload): every line goes through the standard library's root
+    logger, so this is all it takes, and structlog's loggers stay as they were bound."""
+    logging.getLogger().setLevel(LEVELS[level])
     # pulsar-client logs every reconnect attempt at INFO; keep its warnings and errors.
     logging.getLogger("pulsar").setLevel(max(LEVELS[level], logging.WARNING))
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def pulsar_client_logger() -> Any:
