@@ -93,6 +93,7 @@ def test_state_availability_events_and_retained_topics(
             bridge.report(SENSOR, T0 + 1000, battery_state="low")
             bridge.device_event(SENSOR, "offline", T0 + 2000)
             await wait_until(bridge.settled)
+            await watcher.caught_up()
             assert watcher.last(f"tuya/{SENSOR}/va_temperature") == b"23.5"
             assert watcher.last(f"tuya/{SENSOR}/va_humidity") == b"61"
             assert watcher.last(f"tuya/{SENSOR}/battery_state") == b"low"
@@ -170,6 +171,7 @@ def test_home_assistant_discovery(
             bridge.report(CURTAIN, T0, control="open", percent_control=40, percent_state=40)
             bridge.report(THERMOSTAT, T0, switch=True, temp_set=215, temp_current=198)
             await wait_until(bridge.settled)
+            await watcher.caught_up()
             await wait_until(lambda: len(watcher.topics("homeassistant/")) >= 13)
             configs = {
                 s.topic: json.loads(s.payload) for s in watcher.seen if s.topic.endswith("/config")
@@ -211,6 +213,7 @@ def test_home_assistant_discovery(
             # A device deleted from the project: its configs and retained topics are cleared.
             bridge.device_event(SENSOR, "delete", T0 + 5000)
             await wait_until(bridge.settled)
+            await watcher.caught_up()
             topic = f"homeassistant/sensor/{SENSOR}/va_temperature/config"
             await wait_until(lambda: watcher.last(topic) == b"")
             assert watcher.last(f"tuya/{SENSOR}/state") == b""
@@ -236,6 +239,7 @@ def test_restart_keeps_state_and_older_redelivery_never_wins(
             bridge.report(SENSOR, T0 + 1000, data_id="older", va_temperature=100, va_humidity=50)
             bridge.report(SENSOR, T0 + 3000, data_id="newest", va_humidity=45)
             await wait_until(bridge.settled)
+            await watcher.caught_up()
             await wait_until(lambda: watcher.last(f"tuya/{SENSOR}/va_humidity") == b"45")
             later = [s.topic for s in watcher.seen[seen:]]
             assert f"tuya/{SENSOR}/va_temperature" not in later  # the older value never went out
@@ -403,6 +407,7 @@ def test_tls_verified_with_a_password_file(
                 assert bridge.handler.connection.connected
                 bridge.report(SENSOR, T0, va_temperature=235)
                 await wait_until(bridge.settled)
+                await watcher.caught_up()
                 await wait_until(lambda: watcher.last(f"tuya/{SENSOR}/va_temperature") == b"23.5")
 
         run(scenario())

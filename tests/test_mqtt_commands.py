@@ -66,6 +66,7 @@ def test_commands_are_checked_unscaled_sent_and_answered(
             for device in (SOCKET, THERMOSTAT, LIGHT, SENSOR):
                 bridge.report(device, T0, probe=1)  # the bridge knows a device by its events
             await wait_until(bridge.settled)
+            await watcher.caught_up()
 
             await watcher.publish(f"tuya/{SOCKET}/switch_1/set", b"ON")
             topic = f"tuya/{SOCKET}/switch_1/result"
@@ -139,6 +140,7 @@ def test_commands_keep_to_the_rate_limit_and_their_order(
         async with Watcher(broker, ("tuya/+/+/result",)) as watcher, Bridge(settings) as bridge:
             bridge.report(SOCKET, T0, probe=1)
             await wait_until(bridge.settled)
+            await watcher.caught_up()
             for index in range(count):
                 payload = b"true" if index % 2 == 0 else b"false"
                 await watcher.publish(f"tuya/{SOCKET}/switch_1/set", payload)
@@ -166,6 +168,7 @@ def test_a_retained_command_is_never_run(
             async with Bridge(settings) as bridge:
                 bridge.report(SOCKET, T0, probe=1)
                 await wait_until(bridge.settled)
+                await watcher.caught_up()
                 await watcher.publish(f"tuya/{SOCKET}/switch_1/set", b"OFF")
                 topic = f"tuya/{SOCKET}/switch_1/result"
                 await wait_until(lambda: watcher.on(topic) != [])

@@ -168,6 +168,9 @@ class Seen:
     retain: bool
 
 
+BARRIER = "test-barrier"  # the watcher's own topic for caught_up(), never recorded
+
+
 class Watcher:
     """A real MQTT client (zmqtt, another connection than the bridge's) that records every
     message on ``filters``, in arrival order, and can publish: Home Assistant's side, say."""
@@ -192,6 +195,7 @@ class Watcher:
         self.seen: list[Seen] = []
         self._client: Any = None
         self._reader: asyncio.Future[None] | None = None
+        self._barriers: set[bytes] = set()
 
     async def __aenter__(self) -> Watcher:
         persistent = self.persistent is not None
@@ -211,12 +215,17 @@ class Watcher:
             version="5.0",
         )
         await client.connect()
-        subscription = client.subscribe(*self.filters, qos=zmqtt.QoS.AT_LEAST_ONCE)
+        subscription = client.subscribe(
+            *self.filters, f"{BARRIER}/{id(self)}", qos=zmqtt.QoS.AT_LEAST_ONCE
+        )
         await subscription.start()
         self._client = client
 
         async def read() -> None:
             async for message in subscription:
+                if message.topic.startswith(BARRIER + "/"):
+                    self._barriers.add(bytes(message.payload))
+                    continue
                 self.seen.append(Seen(message.topic, bytes(message.payload), message.retain))
 
         self._reader = asyncio.ensure_future(read())
@@ -231,6 +240,19 @@ class Watcher:
 
     async def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         await self._client.publish(topic, payload, qos=zmqtt.QoS.AT_LEAST_ONCE, retain=retain)
+
+    async def caught_up(self, timeout: float = 10.0) -> None:
+        """Until this watcher has been delivered everything the broker took before now: the
+        bridge's PUBACK says the broker has a message, not that a subscriber got it yet. A
+        message of the watcher's own, sent now, is queued behind them (Mosquitto keeps each
+        subscriber's queue in order)."""
+        token = os.urandom(8).hex().encode()
+        await self.publish(f"{BARRIER}/{id(self)}", token)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while token not in self._barriers:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the watcher's own barrier message never came back")
+            await asyncio.sleep(0.01)
 
     def on(self, topic: str) -> list[bytes]:
         return [seen.payload for seen in self.seen if seen.topic == topic]
