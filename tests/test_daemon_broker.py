@@ -14,7 +14,7 @@ import base64
 import signal
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -144,97 +144,56 @@ class Interruption:
         return transport
 
 
+# Only messages handled but not yet acknowledged at the kill may come again.
+SIGKILL = Interruption(
+    messages=3000,
+    devices=40,
+    instance={"recorder": {"delay": 0.002}},
+    progress=800,
+    progress_timeout=120,
+    interrupt=kill,
+    successor=True,
+    max_duplicated=KILL_DUPLICATES_BOUND,
+)
+# In-flight messages are drained and acknowledged before exit: none comes back.
+SIGTERM_DRAINS = Interruption(
+    messages=1500,
+    devices=30,
+    instance={"recorder": {"delay": 0.05}, "consumer": {"max_in_flight": 100}},
+    progress=100,
+    interrupt=terminate,
+    successor=True,
+    max_duplicated=0,
+    says="stopped cleanly",
+)
+BROKER_RESTART = Interruption(
+    messages=2000,
+    devices=40,
+    instance={"recorder": {"delay": 0.003}},
+    progress=300,
+    interrupt=restart_broker,
+    successor=False,
+    max_duplicated=None,
+    says="lost the connection to the message service",
+    finish_timeout=180,
+    backlog_timeout=60,
+)
+
+
+def on_websocket(case: Interruption) -> Interruption:
+    """The same interruption on the WebSocket transport. Its window is max_in_flight (1000
+    here), so a kill may bring back what was in flight plus the acknowledgements not yet sent:
+    the same bound as the native client's."""
+    return replace(case, instance={**case.instance, **WEBSOCKET})
+
+
 INTERRUPTIONS = [
-    # Only messages handled but not yet acknowledged at the kill may come again.
-    pytest.param(
-        Interruption(
-            messages=3000,
-            devices=40,
-            instance={"recorder": {"delay": 0.002}},
-            progress=800,
-            progress_timeout=120,
-            interrupt=kill,
-            successor=True,
-            max_duplicated=KILL_DUPLICATES_BOUND,
-        ),
-        id="sigkill",
-    ),
-    # In-flight messages are drained and acknowledged before exit: none comes back.
-    pytest.param(
-        Interruption(
-            messages=1500,
-            devices=30,
-            instance={"recorder": {"delay": 0.05}, "consumer": {"max_in_flight": 100}},
-            progress=100,
-            interrupt=terminate,
-            successor=True,
-            max_duplicated=0,
-            says="stopped cleanly",
-        ),
-        id="sigterm-drains",
-    ),
-    pytest.param(
-        Interruption(
-            messages=2000,
-            devices=40,
-            instance={"recorder": {"delay": 0.003}},
-            progress=300,
-            interrupt=restart_broker,
-            successor=False,
-            max_duplicated=None,
-            says="lost the connection to the message service",
-            finish_timeout=180,
-            backlog_timeout=60,
-        ),
-        id="broker-restart",
-    ),
-    # The same three on the WebSocket transport. Its window is max_in_flight (1000 here), so
-    # a kill may bring back what was in flight plus the acknowledgements not yet sent.
-    pytest.param(
-        Interruption(
-            messages=3000,
-            devices=40,
-            instance={"recorder": {"delay": 0.002}, **WEBSOCKET},
-            progress=800,
-            progress_timeout=120,
-            interrupt=kill,
-            successor=True,
-            max_duplicated=KILL_DUPLICATES_BOUND,
-        ),
-        id="sigkill-websocket",
-    ),
-    pytest.param(
-        Interruption(
-            messages=1500,
-            devices=30,
-            instance={
-                "recorder": {"delay": 0.05},
-                "consumer": {"max_in_flight": 100},
-                **WEBSOCKET,
-            },
-            progress=100,
-            interrupt=terminate,
-            successor=True,
-            max_duplicated=0,
-            says="stopped cleanly",
-        ),
-        id="sigterm-drains-websocket",
-    ),
-    pytest.param(
-        Interruption(
-            messages=2000,
-            devices=40,
-            instance={"recorder": {"delay": 0.003}, **WEBSOCKET},
-            progress=300,
-            interrupt=restart_broker,
-            successor=False,
-            max_duplicated=None,
-            says="lost the connection to the message service",
-            finish_timeout=180,
-            backlog_timeout=60,
-        ),
-        id="broker-restart-websocket",
-    ),
+    pytest.param(SIGKILL, id="sigkill"),
+    pytest.param(SIGTERM_DRAINS, id="sigterm-drains"),
+    pytest.param(BROKER_RESTART, id="broker-restart"),
+    pytest.param(on_websocket(SIGKILL), id="sigkill-websocket"),
+    pytest.param(on_websocket(SIGTERM_DRAINS), id="sigterm-drains-websocket"),
+    pytest.param(on_websocket(BROKER_RESTART), id="broker-restart-websocket"),
     # The caveat the README gives for ``acknowledgement: cumulative``, pinned down. A broker
     # restart may lose its last acknowledgements; pulsar-client then ignores the redelivery of
     # what it acknowledged cumulatively, so part of the backlog may stay until a later message
